@@ -1,0 +1,215 @@
+"""The bundle manifest: the one source of truth for every input-pipeline constant.
+
+Training writes it, export copies it, the live app reads it. Nothing downstream of
+training may hard-code a stream name, a rate, a window length, N, K, a GAF option, an
+image size or a normalisation constant: they are read from here (timm's pretrained
+cfg plays the same role for image models).
+
+The manifest is plain JSON so a deploy-only install (no torch) can read it, and a
+person can too. Unknown keys and bad values are rejected with the key path, so a
+hand-edited manifest never half-works.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+
+GAF_KINDS = ("summation", "difference")
+# "window": rescale each channel over the K samples of the window (official MMTSA code).
+# "range": rescale over fixed per-channel [lo, hi] (calibrated sensor ranges).
+GAF_SCALINGS = ("window", "range")
+MODALITY_TYPES = ("gaf", "frames")
+
+
+class ManifestError(ValueError):
+    """A manifest is missing, malformed, or holds a bad value; carries the key path."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}" if path else reason)
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One time-stamped input stream (a device or the camera)."""
+
+    name: str  # e.g. "glove", "imu", "camera"
+    kind: str  # "sensor" (samples x channels) or "camera" (frames)
+    rate_hz: float  # nominal sample / frame rate
+    channels: tuple[str, ...] = ()  # sensor channel names, in column order; empty for cameras
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """One model input: which stream it reads, which channels, and how it is imaged."""
+
+    name: str  # e.g. "rgb", "glove", "imu"
+    stream: str  # StreamSpec.name it reads from
+    type: str  # "gaf" (sensor windows -> GAF images) or "frames" (camera frames)
+    channels: tuple[str, ...] = ()  # for "gaf": subset of the stream's channels, in order
+    # for "gaf" with scaling "range": per-channel (lo, hi) used to rescale to [-1, 1]
+    ranges: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Input contract + identity of a trained model bundle."""
+
+    streams: tuple[StreamSpec, ...]
+    modalities: tuple[ModalitySpec, ...]
+    labels: tuple[str, ...]
+    window_s: float = 3.0  # observation window the model sees
+    hop_s: float = 0.25  # live: one prediction every hop
+    num_segments: int = 3  # N sparse segments per window (MMTSA sec. 3.2)
+    gaf_k: int = 32  # K samples per GAF window -> K x K images
+    gaf_kind: str = "summation"
+    gaf_scaling: str = "window"
+    frame_resize: int = 72  # resize the frame's short side to this many pixels ...
+    frame_crop: int = 64  # ... then centre-crop a square of this side
+    frame_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # RGB, after /255
+    frame_std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+    model: str = "mmtsa"  # registry name
+    model_config: dict[str, Any] = field(default_factory=dict)
+    format: str = "eager"  # which backend runs the model file
+    precision: str = "fp32"
+    model_file: str = "model.pt2"
+    metrics: dict[str, Any] = field(default_factory=dict)  # test figures, for people
+    version: int = MANIFEST_VERSION
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # -- lookups -----------------------------------------------------------------
+    def stream(self, name: str) -> StreamSpec:
+        for s in self.streams:
+            if s.name == name:
+                return s
+        raise ManifestError("streams", f"no stream named {name!r} (have {[s.name for s in self.streams]})")
+
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.modalities)
+
+    def input_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Per-modality input shape without the batch axis: (N, C, H, W)."""
+        shapes = []
+        for m in self.modalities:
+            if m.type == "frames":
+                shapes.append((self.num_segments, 3, self.frame_crop, self.frame_crop))
+            else:
+                shapes.append((self.num_segments, len(m.channels), self.gaf_k, self.gaf_k))
+        return tuple(shapes)
+
+    # -- (de)serialisation ---------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / MANIFEST_NAME
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Manifest":
+        if not isinstance(data, dict):
+            raise ManifestError("", f"expected a JSON object, got {type(data).__name__}")
+        version = data.get("version", MANIFEST_VERSION)
+        if version != MANIFEST_VERSION:
+            raise ManifestError("version", f"unsupported manifest version {version!r} (this edgehar reads {MANIFEST_VERSION})")
+        kw = _take(cls, data, "")
+        kw["streams"] = tuple(
+            StreamSpec(**_tuples(_take(StreamSpec, s, f"streams[{i}]"))) for i, s in enumerate(_list(data, "streams"))
+        )
+        kw["modalities"] = tuple(
+            ModalitySpec(**_tuples(_take(ModalitySpec, m, f"modalities[{i}]")))
+            for i, m in enumerate(_list(data, "modalities"))
+        )
+        for key in ("labels", "frame_mean", "frame_std"):
+            if key in kw:
+                kw[key] = tuple(kw[key])
+        try:
+            return cls(**kw)
+        except TypeError as exc:  # a required key is missing
+            raise ManifestError("", str(exc).replace("__init__() ", "")) from None
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Manifest":
+        """Read `folder/manifest.json` (or a manifest file given directly)."""
+        path = Path(folder)
+        if path.is_dir():
+            path = path / MANIFEST_NAME
+        if not path.is_file():
+            raise ManifestError("", f"no bundle manifest at {str(path)!r}")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ManifestError("", f"{str(path)!r} is not valid JSON ({exc})") from None
+        return cls.from_dict(data)
+
+
+def _take(cls: type, data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ManifestError(where, f"expected an object, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ManifestError(f"{where}.{unknown[0]}".lstrip("."), f"unknown key (known: {sorted(known)})")
+    return dict(data)
+
+
+def _list(data: dict[str, Any], key: str) -> list[Any]:
+    value = data.get(key)
+    if not isinstance(value, list) or not value:
+        raise ManifestError(key, "expected a non-empty list")
+    return value
+
+
+def _tuples(kw: dict[str, Any]) -> dict[str, Any]:
+    for key in ("channels", "ranges"):
+        if key in kw:
+            kw[key] = tuple(tuple(r) if isinstance(r, list) else r for r in kw[key])
+    return kw
+
+
+def _validate(m: Manifest) -> None:
+    def check(ok: bool, path: str, reason: str) -> None:
+        if not ok:
+            raise ManifestError(path, reason)
+
+    names = [s.name for s in m.streams]
+    check(len(set(names)) == len(names), "streams", f"duplicate stream names {names}")
+    for i, s in enumerate(m.streams):
+        check(s.kind in ("sensor", "camera"), f"streams[{i}].kind", f"{s.kind!r} is not 'sensor' or 'camera'")
+        check(s.rate_hz > 0, f"streams[{i}].rate_hz", f"{s.rate_hz!r} must be > 0")
+        check(s.kind == "camera" or len(s.channels) > 0, f"streams[{i}].channels", "a sensor stream needs channels")
+    check(len(m.modalities) > 0, "modalities", "need at least one modality")
+    for i, mod in enumerate(m.modalities):
+        where = f"modalities[{i}]"
+        check(mod.type in MODALITY_TYPES, f"{where}.type", f"{mod.type!r} is not one of {MODALITY_TYPES}")
+        check(mod.stream in names, f"{where}.stream", f"{mod.stream!r} is not a stream (have {names})")
+        stream = next(s for s in m.streams if s.name == mod.stream)
+        if mod.type == "frames":
+            check(stream.kind == "camera", f"{where}.stream", f"'frames' needs a camera stream, {mod.stream!r} is {stream.kind}")
+        else:
+            check(stream.kind == "sensor", f"{where}.stream", f"'gaf' needs a sensor stream, {mod.stream!r} is {stream.kind}")
+            check(len(mod.channels) > 0, f"{where}.channels", "a 'gaf' modality needs channels")
+            missing = [c for c in mod.channels if c not in stream.channels]
+            check(not missing, f"{where}.channels", f"{missing} not in stream {mod.stream!r} channels {list(stream.channels)}")
+            if m.gaf_scaling == "range":
+                check(len(mod.ranges) == len(mod.channels), f"{where}.ranges", "gaf_scaling 'range' needs one (lo, hi) per channel")
+    check(len(m.labels) >= 2, "labels", "need at least two labels")
+    check(m.window_s > 0, "window_s", f"{m.window_s!r} must be > 0")
+    check(m.hop_s > 0, "hop_s", f"{m.hop_s!r} must be > 0")
+    check(isinstance(m.num_segments, int) and m.num_segments >= 1, "num_segments", f"{m.num_segments!r} must be an integer >= 1")
+    check(isinstance(m.gaf_k, int) and m.gaf_k >= 2, "gaf_k", f"{m.gaf_k!r} must be an integer >= 2")
+    check(m.gaf_kind in GAF_KINDS, "gaf_kind", f"{m.gaf_kind!r} is not one of {GAF_KINDS}")
+    check(m.gaf_scaling in GAF_SCALINGS, "gaf_scaling", f"{m.gaf_scaling!r} is not one of {GAF_SCALINGS}")
+    check(0 < m.frame_crop <= m.frame_resize, "frame_crop", f"{m.frame_crop!r} must be in (0, frame_resize={m.frame_resize}]")
+    check(len(m.frame_mean) == 3 and len(m.frame_std) == 3, "frame_mean", "mean and std need 3 values (RGB)")
+    check(all(s > 0 for s in m.frame_std), "frame_std", f"{m.frame_std!r} must be > 0")

@@ -1,0 +1,47 @@
+"""Time-stamped arrays: the one shape every stream takes between devices and models.
+
+A recorded session, a live ring buffer and a simulated device all hand the input
+pipeline these two containers, so the SAME sampling / GAF / frame code builds
+training batches and live inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SensorSeries:
+    """Samples of one sensor stream on the host clock."""
+
+    timestamps: np.ndarray  # (T,) float64, seconds, non-decreasing
+    values: np.ndarray  # (T, C) float32, one column per channel
+    channels: tuple[str, ...]  # column names, len C
+
+    def __post_init__(self) -> None:
+        assert self.timestamps.ndim == 1, f"timestamps must be 1-D, got {self.timestamps.shape}"
+        assert self.values.ndim == 2 and self.values.shape[0] == self.timestamps.shape[0], (
+            f"values {self.values.shape} do not match timestamps {self.timestamps.shape}"
+        )
+        assert self.values.shape[1] == len(self.channels), f"{self.values.shape[1]} columns, {len(self.channels)} names"
+
+    def select(self, channels: tuple[str, ...]) -> np.ndarray:
+        """Columns in the given order, (T, len(channels))."""
+        idx = [self.channels.index(c) for c in channels]
+        return self.values[:, idx]
+
+
+@dataclass(frozen=True)
+class FrameSeries:
+    """Camera frames on the host clock."""
+
+    timestamps: np.ndarray  # (T,) float64, seconds, non-decreasing
+    frames: np.ndarray  # (T, H, W, 3) uint8, BGR as OpenCV delivers them
+
+    def __post_init__(self) -> None:
+        assert self.timestamps.ndim == 1 and self.frames.shape[0] == self.timestamps.shape[0], (
+            f"frames {self.frames.shape} do not match timestamps {self.timestamps.shape}"
+        )
+        assert self.frames.ndim == 4 and self.frames.shape[-1] == 3, f"frames must be (T, H, W, 3), got {self.frames.shape}"
