@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..errors import EdgeharError
+
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 
@@ -27,7 +29,7 @@ GAF_SCALINGS = ("window", "range")
 MODALITY_TYPES = ("gaf", "frames")
 
 
-class ManifestError(ValueError):
+class ManifestError(EdgeharError, ValueError):
     """A manifest is missing, malformed, or holds a bad value; carries the key path."""
 
     def __init__(self, path: str, reason: str):

@@ -1,5 +1,8 @@
 """Time-stamped arrays: the one shape every stream takes between devices and models.
 
+They live in firmware_bridge, the lowest layer, because devices and recorded sessions
+produce them; app and models import them from here.
+
 A recorded session, a live ring buffer and a simulated device all hand the input
 pipeline these two containers, so the SAME sampling / GAF / frame code builds
 training batches and live inputs.
@@ -45,3 +48,11 @@ class FrameSeries:
             f"frames {self.frames.shape} do not match timestamps {self.timestamps.shape}"
         )
         assert self.frames.ndim == 4 and self.frames.shape[-1] == 3, f"frames must be (T, H, W, 3), got {self.frames.shape}"
+
+
+def between(series: SensorSeries | FrameSeries, t0: float, t1: float) -> SensorSeries | FrameSeries:
+    """The part of a series with t0 <= t < t1, as views (no copy)."""
+    lo, hi = np.searchsorted(series.timestamps, [t0, t1], side="left")
+    if isinstance(series, SensorSeries):
+        return SensorSeries(series.timestamps[lo:hi], series.values[lo:hi], series.channels)
+    return FrameSeries(series.timestamps[lo:hi], series.frames[lo:hi])
