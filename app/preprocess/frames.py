@@ -1,0 +1,56 @@
+"""Camera frames -> normalised RGB tensors for the frame branch, numpy + OpenCV only.
+
+Resize the short side, centre-crop a square, BGR -> RGB, /255, (x - mean) / std, CHW.
+Every constant comes from the bundle manifest (`FrameTransform.from_manifest`), so
+training and the live app cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..manifest import Manifest
+
+
+class FrameTransform:
+    """(N, H, W, 3) uint8 BGR frames -> (N, 3, crop, crop) float32 normalised RGB."""
+
+    def __init__(self, resize: int, crop: int, mean: tuple[float, float, float], std: tuple[float, float, float]):
+        if not 0 < crop <= resize:
+            raise ValueError(f"crop {crop} must be in (0, resize={resize}]")
+        self.resize = resize
+        self.crop = crop
+        # (x/255 - mean)/std folded into one multiply-add per pixel: x·scale + shift.
+        std_ = np.asarray(std, dtype=np.float32)
+        self._scale = (1.0 / (255.0 * std_)).astype(np.float32)  # (3,) RGB
+        self._shift = (-np.asarray(mean, dtype=np.float32) / std_).astype(np.float32)
+
+    @classmethod
+    def from_manifest(cls, m: Manifest) -> "FrameTransform":
+        return cls(m.frame_resize, m.frame_crop, m.frame_mean, m.frame_std)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        frames = np.asarray(frames)
+        assert frames.ndim == 4 and frames.shape[-1] == 3, f"frames must be (N, H, W, 3), got {frames.shape}"
+        out = np.empty((frames.shape[0], self.crop, self.crop, 3), dtype=np.float32)  # (N, crop, crop, 3)
+        # cv2.resize takes one image at a time; N is the handful of sampled frames.
+        for i, frame in enumerate(frames):
+            out[i] = self._crop(self._resize(frame))[..., ::-1]  # BGR -> RGB
+        out *= self._scale
+        out += self._shift
+        return np.ascontiguousarray(out.transpose(0, 3, 1, 2))  # (N, 3, crop, crop)
+
+    def _resize(self, frame: np.ndarray) -> np.ndarray:
+        """Short side -> self.resize; INTER_AREA when shrinking (no aliasing), else linear."""
+        h, w = frame.shape[:2]
+        s = self.resize / min(h, w)
+        size = (max(self.resize, round(w * s)), max(self.resize, round(h * s)))  # cv2 wants (w, h)
+        if size == (w, h):
+            return frame
+        return cv2.resize(frame, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+
+    def _crop(self, frame: np.ndarray) -> np.ndarray:
+        h, w = frame.shape[:2]
+        top, left = (h - self.crop) // 2, (w - self.crop) // 2
+        return frame[top : top + self.crop, left : left + self.crop]

@@ -1,0 +1,124 @@
+"""The one function that turns time-stamped streams into model inputs.
+
+Training (over recorded sessions) and the live app (over ring buffers) both call
+`build_inputs`, with every constant read from the bundle manifest, so what the model
+saw in training is exactly what it sees on the device.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..manifest import Manifest, ModalitySpec
+from .frames import FrameTransform
+from .gaf import gaf_images
+from .sampling import SegmentSampler, nearest_frames, sensor_windows
+from ...firmware_bridge.series import FrameSeries, SensorSeries
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """Inputs for one observation window, one entry per manifest modality, in order."""
+
+    arrays: tuple[np.ndarray, ...]  # float32, manifest.input_shapes()[i], no batch axis
+    present: tuple[bool, ...]  # False: stream missing or silent in the window; array is zeros
+    times: np.ndarray  # (N,) the sampled times every modality was read at
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: "sampling", "gaf", "frames"
+
+
+def build_inputs(
+    manifest: Manifest,
+    series: Mapping[str, SensorSeries | FrameSeries | None],
+    t0: float,
+    t1: float,
+    sampler: SegmentSampler,
+    frame_transform: FrameTransform | None = None,
+) -> ModelInputs:
+    """Sample N aligned times in [t0, t1) and build every modality's input at those times.
+
+    A modality whose stream is absent from `series`, None, or has no sample inside
+    [t0, t1) gets an all-zero array and present=False: models are trained with
+    modality dropout as zeros, so a dropped device degrades the prediction instead of
+    stopping it. frame_transform defaults to the manifest's.
+    """
+    if sampler.num_segments != manifest.num_segments:
+        raise ValueError(f"sampler draws {sampler.num_segments} segments, manifest wants {manifest.num_segments}")
+    timings = {"sampling": 0.0, "gaf": 0.0, "frames": 0.0}
+    tic = time.perf_counter()
+    times = sampler.times(t0, t1)  # (N,)
+    timings["sampling"] += time.perf_counter() - tic
+
+    arrays, present = [], []
+    for m, shape in zip(manifest.modalities, manifest.input_shapes()):
+        s = series.get(m.stream)
+        if m.type == "gaf":
+            arr = _gaf_input(manifest, m, s, times, t0, t1, timings)
+        else:
+            frame_transform = frame_transform or FrameTransform.from_manifest(manifest)
+            arr = _frame_input(m, s, times, t0, t1, frame_transform, timings)
+        present.append(arr is not None)
+        arrays.append(np.zeros(shape, dtype=np.float32) if arr is None else arr)
+        assert arrays[-1].shape == shape, f"{m.name}: built {arrays[-1].shape}, manifest says {shape}"
+    return ModelInputs(tuple(arrays), tuple(present), times, timings)
+
+
+def _gaf_input(
+    manifest: Manifest,
+    m: ModalitySpec,
+    s: SensorSeries | FrameSeries | None,
+    times: np.ndarray,
+    t0: float,
+    t1: float,
+    timings: dict[str, float],
+) -> np.ndarray | None:
+    """(N, C, K, K) GAF images of the modality's channels, or None if the stream is silent."""
+    if s is None:
+        return None
+    if not isinstance(s, SensorSeries):
+        raise TypeError(f"modality {m.name!r} needs a SensorSeries for stream {m.stream!r}, got {type(s).__name__}")
+    tic = time.perf_counter()
+    if not _has_sample(s.timestamps, t0, t1):
+        return None
+    windows = sensor_windows(s.timestamps, s.select(m.channels), times, manifest.gaf_k, t0, t1)  # (N, C, K)
+    timings["sampling"] += time.perf_counter() - tic
+    tic = time.perf_counter()
+    lo = hi = None
+    if manifest.gaf_scaling == "range":
+        lo, hi = np.asarray(m.ranges, dtype=np.float64).T  # (C,) each
+    images = gaf_images(windows, manifest.gaf_kind, lo, hi, out="float32")  # (N, C, K, K)
+    timings["gaf"] += time.perf_counter() - tic
+    return images
+
+
+def _frame_input(
+    m: ModalitySpec,
+    s: SensorSeries | FrameSeries | None,
+    times: np.ndarray,
+    t0: float,
+    t1: float,
+    transform: FrameTransform,
+    timings: dict[str, float],
+) -> np.ndarray | None:
+    """(N, 3, crop, crop) transformed frames nearest the times, or None if no frame in the window."""
+    if s is None:
+        return None
+    if not isinstance(s, FrameSeries):
+        raise TypeError(f"modality {m.name!r} needs a FrameSeries for stream {m.stream!r}, got {type(s).__name__}")
+    tic = time.perf_counter()
+    if not _has_sample(s.timestamps, t0, t1):
+        return None
+    idx = nearest_frames(s.timestamps, times, t0, t1)  # (N,)
+    timings["sampling"] += time.perf_counter() - tic
+    tic = time.perf_counter()
+    images = transform(s.frames[idx])  # (N, 3, crop, crop)
+    timings["frames"] += time.perf_counter() - tic
+    return images
+
+
+def _has_sample(timestamps: np.ndarray, t0: float, t1: float) -> bool:
+    lo, hi = np.searchsorted(timestamps, [t0, t1], side="left")
+    return bool(hi > lo)

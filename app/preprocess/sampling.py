@@ -1,0 +1,110 @@
+"""Segment-based sparse sampling aligned across modalities (MMTSA sec. 3.2, TSN).
+
+The observation window [t0, t1) is split into N equal segments and ONE time is drawn
+per segment. That same time picks the K-sample window of every sensor stream and the
+camera frame, each on its own clock and rate (100 Hz glove, 50 Hz IMU, 30 fps camera,
+irregular timestamps allowed), so segment i of every modality shows the same moment.
+
+The official MMTSA training loader shuffles the sensor segment order, so RGB segment i
+and IMU segment i come from different moments during training (but not at test time).
+We do not: the times here are sorted and shared by all modalities, in training and in
+evaluation alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class SegmentSampler:
+    """Draws N aligned sample times in a window: random per segment in training, centres in eval."""
+
+    def __init__(self, num_segments: int, train: bool, seed: int | None = None):
+        if num_segments < 1:
+            raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+        self.num_segments = num_segments
+        self.train = train
+        # Own generator, so a seeded sampler is reproducible whatever else draws numbers.
+        self._rng = np.random.default_rng(seed)
+
+    def times(self, t0: float, t1: float) -> np.ndarray:
+        """(N,) float64 times in [t0, t1), one inside each of N equal segments, ascending.
+
+        train: uniform inside its segment (TSN's random snippet); eval: the segment centre.
+        """
+        if not t1 > t0:
+            raise ValueError(f"empty observation window [{t0}, {t1})")
+        n = self.num_segments
+        offset = self._rng.random(n) if self.train else np.full(n, 0.5)  # (N,) in [0, 1)
+        return t0 + (np.arange(n) + offset) * ((t1 - t0) / n)
+
+
+def sensor_windows(
+    series_timestamps: np.ndarray,
+    series_values: np.ndarray,
+    times: np.ndarray,
+    k: int,
+    t0: float,
+    t1: float,
+) -> np.ndarray:
+    """K consecutive samples around each time: (T,), (T, C), (N,) -> (N, C, K) float32.
+
+    Each window is centred on the sample nearest the time (that sample at position
+    K // 2), then shifted so all K samples lie among the samples inside [t0, t1): a
+    time near an edge gets a window flush with that edge, never one reaching outside
+    the observation window. If the window holds fewer than K samples, all of them are
+    used, centred, and padded by repeating the first / last sample (edge padding adds
+    no new values, so the per-window GAF rescale is unchanged). Raises ValueError if
+    no sample lies in [t0, t1).
+    """
+    ts = np.asarray(series_timestamps, dtype=np.float64)  # (T,)
+    lo, hi = _bounds(ts, t0, t1)
+    if hi <= lo:
+        raise ValueError(f"no sample in [{t0}, {t1}) (stream covers {_span(ts)})")
+    j = _nearest(ts, np.asarray(times, dtype=np.float64), lo, hi)  # (N,)
+    if hi - lo >= k:
+        start = np.clip(j - k // 2, lo, hi - k)  # (N,)
+    else:
+        start = np.full_like(j, lo - (k - (hi - lo)) // 2)
+    idx = np.clip(start[:, None] + np.arange(k), lo, hi - 1)  # (N, K)
+    values = np.asarray(series_values)  # (T, C)
+    return np.ascontiguousarray(values[idx].transpose(0, 2, 1), dtype=np.float32)  # (N, C, K)
+
+
+def nearest_frames(
+    frame_timestamps: np.ndarray,
+    times: np.ndarray,
+    t0: float | None = None,
+    t1: float | None = None,
+) -> np.ndarray:
+    """(N,) int64 index of the frame nearest in time to each of times (N,).
+
+    With bounds, frames inside [t0, t1) are preferred; if none is inside, the nearest
+    frame overall is taken. Ties go to the earlier frame.
+    """
+    ts = np.asarray(frame_timestamps, dtype=np.float64)  # (T,)
+    if ts.size == 0:
+        raise ValueError("no frames")
+    lo, hi = _bounds(ts, -np.inf if t0 is None else t0, np.inf if t1 is None else t1)
+    if hi <= lo:
+        lo, hi = 0, ts.size
+    return _nearest(ts, np.asarray(times, dtype=np.float64), lo, hi)
+
+
+def _bounds(ts: np.ndarray, t0: float, t1: float) -> tuple[int, int]:
+    """Index range [lo, hi) of the timestamps inside [t0, t1)."""
+    lo, hi = np.searchsorted(ts, [t0, t1], side="left")
+    return int(lo), int(hi)
+
+
+def _nearest(ts: np.ndarray, times: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """(N,) index in [lo, hi) of the timestamp nearest each time; ties to the earlier."""
+    sub = ts[lo:hi]  # (n,)
+    p = np.searchsorted(sub, times)  # (N,) in 0..n
+    left, right = np.clip(p - 1, 0, sub.size - 1), np.clip(p, 0, sub.size - 1)
+    take_right = np.abs(sub[right] - times) < np.abs(times - sub[left])
+    return lo + np.where(take_right, right, left)
+
+
+def _span(ts: np.ndarray) -> str:
+    return f"[{ts[0]:.3f}, {ts[-1]:.3f}]" if ts.size else "nothing"
