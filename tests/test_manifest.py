@@ -1,0 +1,53 @@
+import json
+
+import pytest
+
+from edgehar.app.manifest import Manifest, ManifestError, ModalitySpec, StreamSpec
+
+
+def _manifest(**kw) -> Manifest:
+    streams = (
+        StreamSpec("camera", "camera", 30.0),
+        StreamSpec("glove", "sensor", 100.0, ("flex_index", "acc_x", "acc_y")),
+    )
+    modalities = (ModalitySpec("rgb", "camera", "frames"), ModalitySpec("glove", "glove", "gaf", ("acc_x", "flex_index")))
+    return Manifest(streams=streams, modalities=modalities, labels=("a", "b", "c"), **kw)
+
+
+def test_round_trip_and_input_shapes(tmp_path):
+    m = _manifest(num_segments=4, gaf_k=16, frame_crop=48, frame_resize=56)
+    m.save(tmp_path)
+    back = Manifest.load(tmp_path)
+    assert back == m
+    assert back.input_shapes() == ((4, 3, 48, 48), (4, 2, 16, 16))
+
+
+@pytest.mark.parametrize(
+    "edit, path",
+    [
+        (lambda d: d.update(gaf_kind="cubic"), "gaf_kind"),
+        (lambda d: d.update(window_s=-1), "window_s"),
+        (lambda d: d.update(colour="red"), "colour"),
+        (lambda d: d["modalities"][1].update(channels=["nope"]), "modalities[1].channels"),
+        (lambda d: d["modalities"][0].update(stream="glove"), "modalities[0].stream"),
+        (lambda d: d["streams"][0].update(rate_hz=0), "streams[0].rate_hz"),
+        (lambda d: d.update(version=99), "version"),
+        (lambda d: d.update(gaf_scaling="range"), "modalities[1].ranges"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, edit, path):
+    data = json.loads(json.dumps(_manifest().to_dict()))
+    edit(data)
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestError) as err:
+        Manifest.load(tmp_path)
+    assert err.value.path == path
+    assert "\n" not in str(err.value)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ManifestError, match="no bundle manifest"):
+        Manifest.load(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        Manifest.load(tmp_path)
