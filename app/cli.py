@@ -67,9 +67,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="also train each modality alone and write ablation.md (the paper's table)")
     train.add_argument("--epochs", type=_positive_int, help="training epochs")
     train.add_argument("--batch-size", type=_positive_int, help="batch size")
+    train.add_argument("--windows-per-bout", type=_positive_int, metavar="N",
+                       help="random training windows drawn per labelled bout per epoch")
     train.add_argument("--lr", type=_positive_float, help="peak learning rate")
     train.add_argument("--segments", type=_positive_int, dest="num_segments", help="N sparse segments per window")
     train.add_argument("--gaf-k", type=_positive_int, dest="gaf_k", help="K samples per GAF window")
+    train.add_argument("--gaf-scaling", choices=("window", "range"), dest="gaf_scaling",
+                       help="rescale GAF windows per window (official MMTSA) or over ranges calibrated on the training data")
     train.add_argument("--window", type=_positive_float, dest="window_s", metavar="S", help="observation window (s)")
     train.add_argument("--seed", type=int, help="random seed")
     train.add_argument("--threads", type=_positive_int, metavar="N", help="torch threads (default: all cores)")
@@ -103,7 +107,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from ..models.train import TrainConfig, train, train_ablation
 
-    given = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "num_segments", "gaf_k", "window_s", "seed", "threads")}
+    given = {k: getattr(args, k) for k in ("epochs", "batch_size", "windows_per_bout", "lr", "num_segments", "gaf_k", "gaf_scaling", "window_s", "seed", "threads")}
     cfg = replace(TrainConfig(data=args.data, model=args.model, modalities=args.modalities, out=args.out),
                   **{k: v for k, v in given.items() if v is not None})
     if args.ablation:

@@ -22,9 +22,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..app.manifest import Manifest
+from ..app.manifest import Manifest, ModalitySpec
 from .bundle import write_bundle
-from .datasets import DataError, LabelledData, WindowSampler, load_data
+from .datasets import DataError, LabelledData, LabelledRecording, WindowSampler, load_data
 from .flops import count_macs
 from .registry import create_model
 
@@ -38,6 +38,9 @@ class TrainConfig:
     hop_s: float = 0.25  # live hop written to the manifest
     num_segments: int = 3  # N (MMTSA uses 3)
     gaf_k: int = 32  # K samples per GAF window
+    # "window": rescale each GAF window over its own K samples (official MMTSA code);
+    # "range": over per-channel ranges calibrated on the training split (keeps amplitude)
+    gaf_scaling: str = "window"
     epochs: int = 30
     batch_size: int = 32
     lr: float = 3e-3  # AdamW peak learning rate, one-cycle schedule
@@ -59,6 +62,8 @@ def build_manifest(data: LabelledData, cfg: TrainConfig) -> Manifest:
         if unknown:
             raise DataError(f"unknown modality {unknown[0]!r} for data {data.name!r} (known: {', '.join(known)})")
         modalities = tuple(m for m in data.modalities if m.name in cfg.modalities)
+    if cfg.gaf_scaling == "range":
+        modalities = tuple(_calibrated(m, data.split("train")) for m in modalities)
     used_streams = {m.stream for m in modalities}
     return Manifest(
         streams=tuple(s for s in data.streams if s.name in used_streams),
@@ -68,8 +73,20 @@ def build_manifest(data: LabelledData, cfg: TrainConfig) -> Manifest:
         hop_s=cfg.hop_s,
         num_segments=cfg.num_segments,
         gaf_k=cfg.gaf_k,
+        gaf_scaling=cfg.gaf_scaling,
         model=cfg.model,
     )
+
+
+def _calibrated(modality: ModalitySpec, recordings: list[LabelledRecording]) -> ModalitySpec:
+    """Per-channel (lo, hi) from the training recordings' 0.5 / 99.5 percentiles, so a
+    rare spike does not squash every other window; values outside are clipped."""
+    if modality.type != "gaf":
+        return modality
+    values = np.concatenate([r.series[modality.stream].select(modality.channels) for r in recordings])
+    lo, hi = np.percentile(values, [0.5, 99.5], axis=0)
+    hi = np.maximum(hi, lo + 1e-6)
+    return replace(modality, ranges=tuple((round(float(a), 6), round(float(b), 6)) for a, b in zip(lo, hi)))
 
 
 def train(cfg: TrainConfig, data: LabelledData | None = None, progress: bool = True) -> dict[str, Any]:
