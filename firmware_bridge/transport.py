@@ -16,7 +16,8 @@ same protocol code, and tests can inject any transport class.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -88,7 +89,16 @@ class DeviceURL:
 
 
 class Transport(abc.ABC):
-    """Async byte source for one device. Use as `async with transport: async for chunk in transport`."""
+    """Async byte source for one device. Use as `async with transport: async for chunk in transport`.
+
+    `clock` stamps Chunk.t_host (host monotonic by default); the device layer sets it
+    to its own clock before connect(), so tests can run a device faster than real time.
+    `realtime` is False for a source that does not pace itself (a replay at speed=0):
+    its arrival times say nothing about sample times.
+    """
+
+    clock: Callable[[], float] = staticmethod(time.monotonic)
+    realtime: bool = True
 
     def __init__(self, url: DeviceURL):
         self.url = url

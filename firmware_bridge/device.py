@@ -1,0 +1,374 @@
+"""The device layer: URL -> transport -> decoder -> clock mapping -> sink(name, t_host, values).
+
+`DeviceStream` runs one device on asyncio: it opens the transport chosen by the URL
+(`open_transport`), feeds its chunks to a `FrameDecoder` (format=binary, the default)
+or a `CsvLineDecoder` (format=csv), checks the device's descriptor against what the
+model expects, maps device time to host time with a `ClockMapper` (never arrival
+time), and calls
+
+    sink(name, t_host (n,) float64, values (n, C) float32)     # C in the expected order
+
+The transport's reader only timestamps and enqueues; decoding happens here, in the
+consumer. When the link drops (`ConnectionLost`) the stream is marked down and
+reconnects with exponential backoff (capped at ~2 s), asks for the descriptor again
+and keeps its clock fit if the same device answers. `StreamHealth` counts it all.
+
+`DeviceHub` runs several streams (glove + IMU, each with its own clock) on an asyncio
+loop in a background thread for the synchronous app:
+
+    hub = DeviceHub({"glove": "serial:///dev/ttyACM0", "imu": "ble://name=IMU"}, sink,
+                    expect={s.name: s for s in manifest.streams})
+    hub.start()          # raises DeviceNotFoundError / DescriptorMismatchError at once
+    ... hub.health() -> {"glove": {...snapshot...}, ...}; hub.raise_if_failed()
+    hub.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .clock import ClockMapper, DeviceClock
+from .csvlines import CsvLineDecoder
+from .health import CONNECTED, DOWN, FAILED, RECONNECTING, StreamHealth
+from .protocol import SEND_DESCRIPTOR_FRAME, DeviceDescriptor, DeviceStatus, FrameDecoder, SampleBlock
+from .transport import ConnectionLost, DeviceURL, Transport, TransportError, open_transport
+from ..errors import EdgeharError
+
+Sink = Callable[[str, np.ndarray, np.ndarray], None]  # (stream name, t_host (n,), values (n, C))
+
+RATE_TOLERANCE = 0.05  # a device's nominal rate may differ this much (relative) from the expected one
+BACKOFF_FIRST_S = 0.05
+BACKOFF_CAP_S = 2.0
+DESCRIPTOR_RETRY_S = 1.0  # ask again this often while blocks arrive without a known descriptor
+_DECODER_COUNTERS = ("frames", "lost_blocks", "gaps", "crc_errors", "resyncs", "malformed")
+
+
+class DescriptorMismatchError(TransportError):
+    """The device is not what the model expects (channels missing, other rate); not retried."""
+
+
+class SinkError(EdgeharError):
+    """The sink raised; the stream stops (the app's bug, not the device's)."""
+
+
+def _expected(expect: Any) -> tuple[tuple[str, ...] | None, float | None]:
+    """(channels, rate_hz) from a StreamSpec-like object or a dict; None where not given."""
+    if expect is None:
+        return None, None
+    get = expect.get if isinstance(expect, Mapping) else lambda k, d=None: getattr(expect, k, d)
+    channels = get("channels", None)
+    rate = get("rate_hz", None)
+    return (tuple(channels) if channels else None), (float(rate) if rate else None)
+
+
+def check_device(url: str, device_channels: tuple[str, ...], device_rate: float, expect: Any, what: str = "device") -> None:
+    """Raise DescriptorMismatchError unless every expected channel is present and the rate is within 5 %."""
+    channels, rate = _expected(expect)
+    problems = []
+    if channels:
+        missing = [c for c in channels if c not in device_channels]
+        if missing:
+            problems.append(f"missing channel(s) {missing}")
+    if rate and abs(device_rate - rate) > RATE_TOLERANCE * rate:
+        problems.append(f"rate {device_rate:g} Hz is not within {RATE_TOLERANCE:.0%} of {rate:g} Hz")
+    if problems:
+        raise DescriptorMismatchError(
+            url, f"{what} sends {list(device_channels)} at {device_rate:g} Hz, but the model expects "
+            f"{list(channels or device_channels)} at {rate or device_rate:g} Hz: {'; '.join(problems)}")
+
+
+class DeviceStream:
+    """One device: connect, decode, check, map time, deliver; reconnect when the link drops."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        sink: Sink,
+        expect: Any = None,  # StreamSpec-like: .channels, .rate_hz (a manifest stream)
+        clock: Callable[[], float] = time.monotonic,
+        reconnect: bool = True,
+        transport_factory: Callable[[str], Transport] = open_transport,
+        clock_mapper: Callable[[], ClockMapper] = ClockMapper,
+    ):
+        self.name, self.url, self.sink, self.expect = name, url, sink, expect
+        self.clock = clock
+        self.reconnect = reconnect
+        self._factory = transport_factory
+        self._new_mapper = clock_mapper
+        parsed = DeviceURL.parse(url)
+        self.format = parsed.option("format", "binary", allowed=("binary", "csv"))
+        self._csv_channels, self._csv_rate = self._csv_config(parsed) if self.format == "csv" else (None, None)
+        self.health = StreamHealth(name, url)
+        self.mapper = clock_mapper()
+        self._dclock = DeviceClock()
+        self.descriptor: DeviceDescriptor | None = None
+        self._columns: list[int] | None = None  # device column of each delivered channel
+        self._last_arrival: float | None = None
+        self._anchor: tuple[float, float] | None = None  # (device s, host s) for transports that do not pace
+        self._csv_count = 0
+        self._asked_descriptor = -1e9
+        self.ready = threading.Event()  # set once the device is connected and described
+        self.error: BaseException | None = None
+
+    # -- configuration ------------------------------------------------------------------
+    def _csv_config(self, parsed: DeviceURL) -> tuple[tuple[str, ...], float]:
+        exp_channels, exp_rate = _expected(self.expect)
+        text = parsed.option("channels")
+        channels = tuple(c.strip() for c in text.split(",") if c.strip()) if text else exp_channels
+        rate = parsed.number("rate", exp_rate or 0.0) or None
+        if not channels or not rate:
+            raise TransportError(self.url, "format=csv needs the channel names and rate: add "
+                                 "channels=a,b,c&rate=HZ to the URL, or pass the stream the model expects")
+        check_device(self.url, channels, rate, self.expect, what="the CSV device (as configured)")
+        return channels, rate
+
+    # -- main loop -------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Stream until cancelled, or a fatal error (raised; also kept in `self.error`)."""
+        attempt = 0
+        ever_connected = False
+        try:
+            while True:
+                transport = self._factory(self.url)
+                transport.clock = self.clock
+                try:
+                    await transport.connect()
+                except TransportError as exc:
+                    if not ever_connected or not self.reconnect:
+                        raise
+                    self.health.last_error = str(exc)
+                    attempt += 1
+                    await asyncio.sleep(min(BACKOFF_CAP_S, BACKOFF_FIRST_S * 2 ** attempt))
+                    continue
+                attempt = 0
+                ever_connected = True
+                decoder = self._new_decoder()
+                self.health.set_state(CONNECTED, self.clock())
+                if self.format == "csv":
+                    self.ready.set()
+                try:
+                    if self.format == "binary":
+                        await self._ask_descriptor(transport, force=True)
+                    async for chunk in transport:
+                        self._consume(chunk, decoder, transport)
+                        if self._want_descriptor:
+                            await self._ask_descriptor(transport)
+                    lost = None  # the transport ended by itself (a replay finished)
+                except ConnectionLost as exc:
+                    lost = exc
+                finally:
+                    self._fold(decoder, finished=True)
+                    await transport.close()
+                if lost is None:
+                    self.health.set_state(DOWN, self.clock(), "the device stream ended")
+                    return
+                if not self.reconnect:
+                    self.health.set_state(DOWN, self.clock(), str(lost), lost=True)
+                    raise lost
+                self.health.set_state(RECONNECTING, self.clock(), str(lost))
+                await asyncio.sleep(BACKOFF_FIRST_S)
+        except asyncio.CancelledError:
+            if self.health.state != FAILED:
+                self.health.set_state(DOWN, self.clock())
+            raise
+        except BaseException as exc:
+            self.error = exc
+            self.health.set_state(FAILED, self.clock(), str(exc))
+            self.ready.set()
+            raise
+
+    def _new_decoder(self):
+        if self.format == "csv":
+            assert self._csv_channels is not None and self._csv_rate is not None
+            return CsvLineDecoder(self._csv_channels, self._csv_rate)
+        return FrameDecoder()
+
+    async def _ask_descriptor(self, transport: Transport, force: bool = False) -> None:
+        now = self.clock()
+        if force or now - self._asked_descriptor >= DESCRIPTOR_RETRY_S:
+            self._asked_descriptor = now
+            await transport.send(SEND_DESCRIPTOR_FRAME)
+        self._want_descriptor = False
+
+    _want_descriptor = False
+
+    # -- consumer: decode, check, map, deliver ------------------------------------------------
+    def _consume(self, chunk, decoder, transport: Transport) -> None:
+        if self.format == "csv":
+            self._consume_csv(chunk, decoder, transport)
+        else:
+            for msg in decoder.feed(chunk.data):
+                if isinstance(msg, SampleBlock):
+                    self._on_block(msg, chunk.t_host, transport)
+                elif isinstance(msg, DeviceDescriptor):
+                    self._on_descriptor(msg)
+                elif isinstance(msg, DeviceStatus):
+                    self.health.battery_pct = msg.battery_pct
+                    self.health.status_flags = msg.flags
+        self._fold(decoder)
+
+    def _fold(self, decoder, finished: bool = False) -> None:
+        st = decoder.stats
+        if self.format == "csv":
+            counters = {"frames": st.lines, "malformed": st.malformed + st.oversize}
+        else:
+            counters = {k: getattr(st, k) for k in _DECODER_COUNTERS}
+        self.health.decoder_counters(counters, finished)
+        fit = self.mapper.fit()  # host = offset + (1 + s) device  ->  device clock fast by 1/(1+s) - 1
+        self.health.drift_ppm = None if fit is None else (1.0 / (1.0 + fit.drift) - 1.0) * 1e6
+        self.health.clock_ready = self.mapper.ready
+
+    def _on_descriptor(self, d: DeviceDescriptor) -> None:
+        check_device(self.url, d.names, float(d.rate_hz), self.expect, what=f"device {d.kind!r} ({d.device_id or 'no id'})")
+        old = self.descriptor
+        same = old is not None and (old.kind, old.device_id, old.names) == (d.kind, d.device_id, d.names)
+        if old is not None and not same:  # another device on this URL: its clock is another clock
+            self.mapper.reset()
+            self._dclock.reset()
+            self._anchor = None
+        self.descriptor = d
+        channels, _ = _expected(self.expect)
+        self._columns = [d.names.index(c) for c in channels] if channels else list(range(len(d.names)))
+        self.health.device = " ".join(x for x in (d.kind, d.firmware, d.device_id) if x)
+        self.ready.set()
+
+    def _on_block(self, block: SampleBlock, t_arrival: float, transport: Transport) -> None:
+        d = self.descriptor
+        if d is None or block.raw.shape[1] != len(d.channels):
+            self.health.undescribed_blocks += 1
+            self._want_descriptor = True
+            return
+        n = block.raw.shape[0]
+        host_elapsed = None if self._last_arrival is None else t_arrival - self._last_arrival
+        self._last_arrival = t_arrival
+        t_dev = self._dclock.unwrap(block.t_device_us, host_elapsed) + np.arange(n) / float(d.rate_hz)
+        t_host = self._map(t_dev, t_arrival, transport)
+        values = block.values(d)[:, self._columns]
+        self._deliver(t_host, values)
+
+    def _consume_csv(self, chunk, decoder: CsvLineDecoder, transport: Transport) -> None:
+        samples = decoder.feed(chunk.data)
+        if not samples:
+            return
+        n = len(samples)
+        host_elapsed = None if self._last_arrival is None else chunk.t_host - self._last_arrival
+        self._last_arrival = chunk.t_host
+        if samples[0].t_device_us is None:  # no timestamp column: count samples at the nominal rate
+            t_dev = (self._csv_count + np.arange(n)) / self._csv_rate
+        else:
+            t_dev = np.array([self._dclock.unwrap(s.t_device_us, host_elapsed if i == 0 else None)
+                              for i, s in enumerate(samples)])
+        self._csv_count += n
+        values = np.stack([s.values for s in samples])
+        channels, _ = _expected(self.expect)
+        if channels:
+            values = values[:, [self._csv_channels.index(c) for c in channels]]
+        self._deliver(self._map(t_dev, chunk.t_host, transport), values.astype(np.float32, copy=False))
+
+    def _map(self, t_dev: np.ndarray, t_arrival: float, transport: Transport) -> np.ndarray:
+        """Host times of device times t_dev, the last of which arrived at t_arrival."""
+        if not getattr(transport, "realtime", True):  # unpaced source: keep device spacing from the first block
+            if self._anchor is None:
+                self._anchor = (float(t_dev[-1]), t_arrival)
+            return self._anchor[1] + (t_dev - self._anchor[0])
+        self.mapper.add(float(t_dev[-1]), t_arrival)
+        return self.mapper.to_host(t_dev)
+
+    def _deliver(self, t_host: np.ndarray, values: np.ndarray) -> None:
+        try:
+            self.sink(self.name, t_host, values)
+        except Exception as exc:
+            raise SinkError(f"{self.name}: the sink raised {type(exc).__name__}: {exc}") from exc
+        self.health.add_samples(float(t_host[-1]), len(t_host))
+
+
+class DeviceHub:
+    """Several DeviceStreams on one asyncio loop in a background thread, for synchronous apps."""
+
+    def __init__(
+        self,
+        urls: Mapping[str, str],  # stream name -> device URL
+        sink: Sink,
+        expect: Mapping[str, Any] | None = None,  # stream name -> StreamSpec-like (e.g. manifest streams)
+        clock: Callable[[], float] = time.monotonic,
+        reconnect: bool = True,
+    ):
+        expect = expect or {}
+        self.streams = {name: DeviceStream(name, url, sink, expect.get(name), clock=clock, reconnect=reconnect)
+                        for name, url in urls.items()}
+        self.clock = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._tasks: dict[str, asyncio.Task] = {}
+
+    def start(self, wait_s: float = 5.0) -> None:
+        """Start every stream; wait up to wait_s for each to connect and describe itself.
+
+        A stream that fails meanwhile (no such device, wrong device) stops the hub and
+        its error is raised here. A device that is slow to describe itself is not an error.
+        """
+        if self._loop is not None:
+            return
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="device-hub", daemon=True)
+        self._thread.start()
+        async def spawn() -> dict[str, asyncio.Task]:
+            return {name: asyncio.ensure_future(s.run()) for name, s in self.streams.items()}
+
+        self._tasks = asyncio.run_coroutine_threadsafe(spawn(), loop).result()
+        deadline = time.monotonic() + wait_s
+        for stream in self.streams.values():
+            stream.ready.wait(max(0.0, deadline - time.monotonic()))
+        try:
+            self.raise_if_failed()
+        except BaseException:
+            self.stop()
+            raise
+
+    def errors(self) -> dict[str, BaseException]:
+        """Streams that stopped with an error."""
+        return {name: s.error for name, s in self.streams.items() if s.error is not None}
+
+    def raise_if_failed(self) -> None:
+        for err in self.errors().values():
+            raise err
+
+    def health(self) -> dict[str, dict]:
+        now = self.clock()
+        return {name: s.health.snapshot(now) for name, s in self.streams.items()}
+
+    def stop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        tasks = list(self._tasks.values())
+
+        async def cancel() -> None:  # let every stream close its transport before the loop stops
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            asyncio.run_coroutine_threadsafe(cancel(), loop).result(timeout=10)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+            if not loop.is_running():
+                loop.close()
+            self._tasks.clear()
+
+    def __enter__(self) -> "DeviceHub":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

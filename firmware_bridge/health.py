@@ -1,0 +1,123 @@
+"""Per-stream health: what a UI or a log needs to say whether a device is fine.
+
+Kept by the device layer (firmware_bridge.device) as it decodes; read from any thread
+through `snapshot()`, a plain dict (JSON-ready).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+# states a stream moves through
+CONNECTING = "connecting"  # first connection attempt
+CONNECTED = "connected"
+RECONNECTING = "reconnecting"  # the link dropped; trying again with backoff
+DOWN = "down"  # lost and not reconnecting (reconnect=False), or stopped
+FAILED = "failed"  # a fatal error (wrong device, bad URL); not retried
+STATES = (CONNECTING, CONNECTED, RECONNECTING, DOWN, FAILED)
+
+RATE_WINDOW_S = 5.0  # measured sample rate: samples over the last few seconds
+
+
+@dataclass
+class StreamHealth:
+    """Counters and state of one device stream; updated by its consumer only."""
+
+    name: str
+    url: str
+    state: str = CONNECTING
+    device: str = ""  # "kind firmware id" from the descriptor
+    samples: int = 0  # samples delivered to the sink
+    frames: int = 0  # messages decoded (all connections)
+    lost_blocks: int = 0  # from sequence gaps
+    gaps: int = 0
+    crc_errors: int = 0
+    resyncs: int = 0
+    malformed: int = 0  # incl. CSV lines that did not parse
+    undescribed_blocks: int = 0  # blocks dropped because no descriptor was known yet
+    outages: int = 0  # times the link dropped
+    outage_s: float = 0.0  # total seconds down (finished outages)
+    battery_pct: int | None = None
+    status_flags: int = 0
+    last_sample_t: float | None = None  # host time of the newest sample delivered
+    drift_ppm: float | None = None  # fitted device clock rate error: +50 = the device clock runs 50 ppm fast
+    clock_ready: bool = False  # drift fitted (before: offset only)
+    last_error: str = ""
+    _down_since: float | None = None
+    _rate: deque = field(default_factory=lambda: deque(maxlen=4096))  # (host t of block's last sample, n)
+    _base: dict = field(default_factory=dict)  # decoder counters of finished connections
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- updates (consumer side) ----------------------------------------------------------
+    def set_state(self, state: str, now: float, error: str = "", lost: bool = False) -> None:
+        """Move to `state`; `lost` (or RECONNECTING) after CONNECTED starts an outage."""
+        assert state in STATES, f"unknown state {state!r}"
+        with self._lock:
+            if (state == RECONNECTING or lost) and self.state == CONNECTED:
+                self.outages += 1
+                self._down_since = now
+            if state == CONNECTED and self._down_since is not None:
+                self.outage_s += now - self._down_since
+                self._down_since = None
+            self.state = state
+            if error:
+                self.last_error = error
+
+    def add_samples(self, t_last: float, n: int) -> None:
+        with self._lock:
+            self.samples += n
+            self.last_sample_t = t_last
+            self._rate.append((t_last, n))
+
+    def decoder_counters(self, counters: dict[str, int], finished: bool = False) -> None:
+        """Current decoder's counters; `finished` folds them into the totals (a connection ended)."""
+        with self._lock:
+            for k, v in counters.items():
+                setattr(self, k, self._base.get(k, 0) + v)
+            if finished:
+                self._base = {k: getattr(self, k) for k in counters}
+
+    # -- reads (any thread) ---------------------------------------------------------------
+    def rate_hz(self) -> float | None:
+        """Measured sample rate over the last RATE_WINDOW_S of sample time."""
+        with self._lock:
+            if len(self._rate) < 2:
+                return None
+            t_end = self._rate[-1][0]
+            items = [(t, n) for t, n in self._rate if t >= t_end - RATE_WINDOW_S]
+            if len(items) < 2 or items[-1][0] <= items[0][0]:
+                return None
+            return sum(n for _, n in items[1:]) / (items[-1][0] - items[0][0])
+
+    def snapshot(self, now: float | None = None) -> dict:
+        """A plain dict for UIs and logs; an outage in progress counts up to `now`."""
+        rate = self.rate_hz()
+        with self._lock:
+            outage_s = self.outage_s
+            if self._down_since is not None and now is not None:
+                outage_s += max(0.0, now - self._down_since)
+            return {
+                "name": self.name,
+                "url": self.url,
+                "state": self.state,
+                "device": self.device,
+                "rate_hz": None if rate is None else round(rate, 2),
+                "samples": self.samples,
+                "frames": self.frames,
+                "lost_blocks": self.lost_blocks,
+                "gaps": self.gaps,
+                "crc_errors": self.crc_errors,
+                "resyncs": self.resyncs,
+                "malformed": self.malformed,
+                "undescribed_blocks": self.undescribed_blocks,
+                "outages": self.outages,
+                "outage_s": round(outage_s, 3),
+                "battery_pct": self.battery_pct,
+                "status_flags": self.status_flags,
+                "last_sample_t": self.last_sample_t,
+                "drift_ppm": None if self.drift_ppm is None else round(self.drift_ppm, 2),
+                "clock_ready": self.clock_ready,
+                "last_error": self.last_error,
+            }

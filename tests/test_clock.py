@@ -1,0 +1,83 @@
+"""Device -> host clock mapping: unwrap the u32 µs counter, fit the lower envelope."""
+
+import numpy as np
+import pytest
+
+from edgehar.firmware_bridge.clock import U32, ClockMapper, DeviceClock
+
+
+def test_unwrap_crosses_wraps_and_tolerates_reordering():
+    dc = DeviceClock()
+    t = U32 - 5000  # 5 ms before the wrap
+    got = [dc.unwrap(t), dc.unwrap((t + 10_000) % U32), dc.unwrap((t + 8_000) % U32), dc.unwrap((t + 3 * U32 // 4) % U32)]
+    base = (U32 - 5000) * 1e-6
+    assert got[:3] == pytest.approx([base, base + 0.010, base + 0.008])
+    # a forward step of 3/4 of the range reads as a step backwards unless the host saw the time pass
+    assert got[3] < got[2]
+    dc.reset()
+    dc.unwrap(0)
+    assert dc.unwrap(1000, host_elapsed=2 * U32 * 1e-6 + 0.001) == pytest.approx(2 * U32 * 1e-6 + 0.001)
+
+
+def simulate(seed, jitter, seconds=20.0, blocks_per_s=20, change_at=None, early_outliers=0):
+    """(true time, mapping error) per block, mapped online right after it arrived."""
+    rng = np.random.default_rng(seed)
+    drift = rng.uniform(-100, 100) * 1e-6
+    host0 = rng.uniform(-1e4, 1e4)  # random offset between the clocks
+    dev = rng.uniform(0, U32 * 1e-6)  # counter starts anywhere, wraps
+    mapper, dc = ClockMapper(), DeviceClock()
+    early = set(rng.choice(np.arange(50, int(seconds * blocks_per_s)), early_outliers, replace=False)) if early_outliers else set()
+    out = []
+    t = 0.0
+    for k in range(int(seconds * blocks_per_s)):
+        t += 1 / blocks_per_s
+        d = drift if change_at is None or t < change_at else -drift
+        dev += 1 / blocks_per_s / (1 + d)
+        if rng.random() < 0.01 or 7.0 < t < 8.5:  # lost blocks and a 1.5 s gap
+            continue
+        lat = min(rng.exponential(0.005), 0.030) if jitter == "exp" else rng.uniform(0, 0.030)
+        if rng.random() < 0.005:
+            lat += rng.uniform(0.05, 1.0)  # a stall: very late, harmless for a lower envelope
+        if k in early:
+            lat = -0.020  # impossible: a corrupt stamp; must be rejected
+        x = dc.unwrap(int(dev * 1e6) % U32)
+        mapper.add(x, host0 + t + lat)
+        out.append((t, float(mapper.to_host(x)) - (host0 + t)))
+    return np.array(out), mapper
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exponential_jitter_maps_within_1ms_after_10s(seed):
+    err, mapper = simulate(seed, "exp", early_outliers=3)
+    late = np.abs(err[err[:, 0] >= 10.0, 1])
+    assert late.max() <= 1e-3, f"max error {late.max() * 1e3:.3f} ms"
+    assert mapper.ready and mapper.rejected >= 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_uniform_jitter_up_to_30ms(seed):
+    # 0-30 ms uniform at 20 blocks/s is the hard case (few points near the envelope):
+    # measured over 40 seeds p95 0.9 ms, p99 1.6 ms, worst 2.7 ms at 10-30 s
+    err, _ = simulate(seed, "uniform")
+    late = np.abs(err[err[:, 0] >= 10.0, 1])
+    assert np.percentile(late, 95) <= 1e-3 and late.max() <= 3e-3, f"p95 {np.percentile(late, 95) * 1e3:.3f} ms"
+
+
+def test_tracks_a_drift_change():
+    err, mapper = simulate(3, "exp", seconds=100.0, change_at=50.0)
+    after = np.abs(err[err[:, 0] >= 50.0 + 35.0, 1])  # one horizon (30 s) plus a little
+    assert after.max() <= 1e-3, f"{after.max() * 1e3:.3f} ms"
+
+
+def test_fallback_before_enough_data_and_restart_on_clock_jump():
+    m = ClockMapper()
+    m.add(100.0, 5000.0)
+    assert m.to_host(100.0) == pytest.approx(5000.0)  # first block: its own arrival, the best guess
+    assert not m.ready
+    for i in range(1, 200):
+        m.add(100.0 + i * 0.05, 5000.0 + i * 0.05 + 0.001)
+    assert m.ready and m.to_host(110.0) == pytest.approx(5010.0, abs=2e-3)
+    for i in range(10):  # device rebooted: its counter restarts at 0
+        m.add(0.05 * i, 5010.0 + 0.05 * i)
+    assert m.restarts == 1
+    assert m.to_host(0.45) == pytest.approx(5010.45, abs=2e-3)
