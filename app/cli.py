@@ -34,6 +34,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be within [0, 1]")
+    return value
+
+
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if not names:
@@ -55,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", type=Path, metavar="PATH", help="write one JSON line per prediction, with the simulated truth")
     demo.add_argument("--seed", type=int, default=0, help="seed of the simulated world (default 0)")
     demo.add_argument("--threads", type=_positive_int, metavar="N", help="inference threads (default: the runtime's)")
+    demo.add_argument("--transport", choices=("serial", "ble"), default="serial",
+                      help="how the simulated glove and IMU reach the app: a pty read with pyserial (default) "
+                           "or BLE via bleak and an emulated BlueZ")
+    demo.add_argument("--glove", metavar="URL", help="use a real glove instead of the simulated one, "
+                      "e.g. serial:///dev/ttyACM0?baud=921600 or ble://name=Glove")
+    demo.add_argument("--imu", metavar="URL", help="use a real wrist IMU instead of the simulated one")
     demo.set_defaults(run=_demo)
 
     train = verbs.add_parser("train", help="train a model on simulated, recorded or BasicMotions data; writes a bundle")
@@ -88,6 +104,20 @@ def _parser() -> argparse.ArgumentParser:
     dataset.add_argument("--repeats", type=_positive_int, default=3, help="bouts of each activity per subject (default 3)")
     dataset.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     dataset.set_defaults(run=_simulate_dataset)
+    for kind in ("glove", "imu"):
+        dev = what.add_parser(kind, help=f"run a simulated {kind} that streams the wire protocol in real time")
+        link = dev.add_mutually_exclusive_group(required=True)
+        link.add_argument("--serial", action="store_true", help="on a new pseudo-terminal (prints its path)")
+        link.add_argument("--ble", action="store_true",
+                          help="as a BLE peripheral on an emulated BlueZ (prints the D-Bus address to export)")
+        dev.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+        dev.add_argument("--seconds", type=_positive_float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
+        dev.add_argument("--drift-ppm", type=float, metavar="PPM", help="device clock drift (default: random within ±100)")
+        dev.add_argument("--loss", type=_probability, default=0.0, metavar="P", help="probability of dropping a block")
+        dev.add_argument("--corrupt", type=_probability, default=0.0, metavar="P", help="probability of corrupting a frame")
+        dev.add_argument("--format", choices=("binary", "csv"), default="binary",
+                         help="wire format (--serial only): binary protocol v1 or CSV lines")
+        dev.set_defaults(run=_simulate_device, kind=kind)
 
     models = verbs.add_parser("models", help="list the registered models")
     models.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'mmtsa*'")
@@ -98,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.model, args.seconds, args.json, seed=args.seed, threads=args.threads)
+    devices = {name: url for name, url in (("glove", args.glove), ("imu", args.imu)) if url}
+    run_demo(args.model, args.seconds, args.json, seed=args.seed, threads=args.threads,
+             transport=args.transport, devices=devices)
     return 0
 
 
@@ -125,6 +157,25 @@ def _simulate_dataset(args: argparse.Namespace) -> int:
 
     paths = generate_dataset(args.out, subjects=args.subjects, repeats=args.repeats, seed=args.seed)
     print(f"wrote {len(paths)} sessions to {args.out}")
+    return 0
+
+
+def _simulate_device(args: argparse.Namespace) -> int:
+    options = dict(seed=args.seed, drift_ppm=args.drift_ppm, loss=args.loss, corrupt=args.corrupt)
+    if args.serial:
+        from ..firmware_bridge.sim.firmware import serve_serial
+
+        def ready(path: str) -> None:
+            print(f"simulated {args.kind} streaming on {path}  ->  --{args.kind} serial://{path}"
+                  + ("?format=csv" if args.format == "csv" else ""), flush=True)
+
+        serve_serial(args.kind, on_ready=ready, seconds=args.seconds, fmt=args.format, **options)
+    else:
+        if args.format != "binary":
+            raise EdgeharError("--format csv is for --serial; BLE carries the binary protocol")
+        from ..firmware_bridge.sim.ble_peripheral import serve_ble
+
+        serve_ble(args.kind, duration_s=args.seconds, on_ready=lambda info: print(info, flush=True), **options)
     return 0
 
 

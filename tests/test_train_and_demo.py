@@ -52,10 +52,13 @@ def test_train_writes_a_bundle_whose_runtime_reproduces_the_test_figures(session
     assert np.mean(np.array(preds) == labels) == pytest.approx(metrics["accuracy"], abs=1e-4)
 
 
-def test_demo_streams_in_real_time_and_writes_json_lines(trained, tmp_path):
+@pytest.mark.parametrize("transport", ["serial", "ble"])
+def test_demo_streams_in_real_time_and_writes_json_lines(trained, tmp_path, transport):
+    """The simulated glove and IMU reach the app over a real pty + pyserial, or over
+    bleak and the emulated BlueZ; the camera comes from the same simulated world."""
     out, _ = trained
     log = io.StringIO()
-    summary = run_demo(out / "bundle", seconds=4.5, json_path=tmp_path / "p.jsonl", out=log)
+    summary = run_demo(out / "bundle", seconds=4.5, json_path=tmp_path / "p.jsonl", out=log, transport=transport)
     lines = [json.loads(l) for l in (tmp_path / "p.jsonl").read_text().splitlines()]
     # window 3 s, hop 0.25 s: predictions at 3.0, 3.25, ..., 4.5 s
     assert summary.predictions == len(lines) == 7
@@ -65,8 +68,12 @@ def test_demo_streams_in_real_time_and_writes_json_lines(trained, tmp_path):
         assert set(line["latency_ms"]) == {"sampling", "gaf", "frames", "inference", "total"}
         assert line["latency_ms"]["total"] >= line["latency_ms"]["inference"] > 0
         assert line["degraded"] is False
+        for name in ("glove", "imu"):
+            health = line["streams"][name]
+            assert health["state"] == "connected" and health["lost_blocks"] == 0 and health["crc_errors"] == 0
     assert np.allclose(np.diff([l["t"] for l in lines]), 0.25, atol=1e-3)
     assert "agree with the simulated activity" in log.getvalue()
+    assert ("serial:///dev/" if transport == "serial" else "ble://name=") in log.getvalue()
 
 
 def test_bundle_errors(tmp_path, trained):
@@ -101,6 +108,8 @@ def _cli(*args):
         (("demo", "--seconds", "-3"), "'-3' must be > 0"),
         (("demo", "--colour", "red"), "unrecognized arguments: --colour"),
         (("train", "--modalities", "rgb,smell", "--data", "basicmotions"), "unknown modality 'rgb'"),
+        (("demo", "--transport", "usb"), "invalid choice: 'usb'"),
+        (("simulate", "glove", "--serial", "--loss", "2"), "'2' must be within [0, 1]"),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(args, expect):
@@ -110,6 +119,13 @@ def test_bad_input_is_one_line_and_non_zero(args, expect):
     assert "Traceback" not in result.stderr
     # argparse prints its usage first; our own errors are exactly one line
     assert len([l for l in result.stderr.splitlines() if l.startswith("edgehar")]) == 1
+
+
+def test_demo_with_a_device_url_that_cannot_be_opened(trained):
+    out, _ = trained
+    result = _cli("demo", "--model", str(out / "bundle"), "--seconds", "2", "--glove", "serial:///dev/no-such-glove")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "no serial port /dev/no-such-glove" in result.stderr
 
 
 def test_malformed_bundle_on_the_command_line(tmp_path):

@@ -210,7 +210,7 @@ class BleSimInfo:
     def __str__(self) -> str:
         lines = ["emulated BlueZ on a private D-Bus bus; in the shell that runs the host side:",
                  f"  {self.export_line}"]
-        lines += [f"  {p.kind}: {p.name} ({p.address})  ->  --transport ble --device {p.url}" for p in self.peripherals]
+        lines += [f"  {p.kind}: {p.name} ({p.address})  ->  --{p.kind} {p.url}" for p in self.peripherals]
         return "\n".join(lines)
 
 

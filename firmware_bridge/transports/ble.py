@@ -26,6 +26,7 @@ import contextlib
 import logging
 import re
 import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -190,7 +191,17 @@ class BleTransport(Transport):
         return self.value in {u.lower() for u in adv.service_uuids}
 
     async def _scan(self, bleak: Any) -> Any:
-        """The first advertising device that matches; DeviceNotFoundError lists what was seen."""
+        """The first advertising device that matches; DeviceNotFoundError lists what was seen.
+
+        Scans of one process are serialised: BlueZ keeps one discovery session per D-Bus
+        client, and bleak shares one connection, so the first of two overlapping scans to
+        stop would end the other's session ("No discovery started").
+        """
+        lock = _SCAN_LOCKS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock:
+            return await self._scan_unlocked(bleak)
+
+    async def _scan_unlocked(self, bleak: Any) -> Any:
         seen: dict[str, Any] = {}
         found: asyncio.Future = asyncio.get_running_loop().create_future()
 
@@ -217,6 +228,9 @@ class BleTransport(Transport):
             return found.result()
         listing = [f"{d.name or '?'} ({addr}, rssi {a.rssi})" for addr, (d, a) in sorted(seen.items())]
         raise DeviceNotFoundError(self.url.url, f"no device with {self.description} within {self.scan_s:g} s", listing)
+
+
+_SCAN_LOCKS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = weakref.WeakKeyDictionary()
 
 
 class _Bleak:
