@@ -166,6 +166,7 @@ class DeviceStream:
                 finally:
                     self._fold(decoder, finished=True)
                     await transport.close()
+                    self._resume_seq = self._last_seq  # the next connection's first block shows the outage
                 if lost is None:
                     self.health.set_state(DOWN, self.clock(), "the device stream ended")
                     return
@@ -198,6 +199,9 @@ class DeviceStream:
         self._want_descriptor = False
 
     _want_descriptor = False
+    _last_seq: int | None = None  # sequence number of the last block delivered
+    _last_t_host: float | None = None  # host time of the last sample delivered
+    _resume_seq: int | None = None  # set when a connection ends: compare the next one's first block
 
     # -- consumer: decode, check, map, deliver ------------------------------------------------
     def _consume(self, chunk, decoder, transport: Transport) -> None:
@@ -230,6 +234,7 @@ class DeviceStream:
         old = self.descriptor
         same = old is not None and (old.kind, old.device_id, old.names) == (d.kind, d.device_id, d.names)
         if old is not None and not same:  # another device on this URL: its clock is another clock
+            self._resume_seq = None
             self.mapper.reset()
             self._dclock.reset()
             self._anchor = None
@@ -245,6 +250,14 @@ class DeviceStream:
             self.health.undescribed_blocks += 1
             self._want_descriptor = True
             return
+        if self._resume_seq is not None:
+            # Blocks sent while the link was down: a fresh decoder cannot see them, the
+            # sequence number can (a device that restarted jumps back, > half the range).
+            missed = (block.seq - self._resume_seq) % 65536 - 1
+            if 0 < missed < 32768:
+                self.health.count_outage_loss(missed)
+            self._resume_seq = None
+        self._last_seq = block.seq
         n = block.raw.shape[0]
         host_elapsed = None if self._last_arrival is None else t_arrival - self._last_arrival
         self._last_arrival = t_arrival
@@ -282,6 +295,12 @@ class DeviceStream:
         return self.mapper.to_host(t_dev)
 
     def _deliver(self, t_host: np.ndarray, values: np.ndarray) -> None:
+        # Consumers index by time (ring buffers bisect), so delivered times never go back:
+        # a re-fit of the clock that would place this block before the last sample
+        # delivered shifts the block forward instead (by at most the fit's correction).
+        if self._last_t_host is not None and t_host[0] <= self._last_t_host:
+            t_host = t_host + (self._last_t_host + 1e-6 - t_host[0])
+        self._last_t_host = float(t_host[-1])
         try:
             self.sink(self.name, t_host, values)
         except Exception as exc:

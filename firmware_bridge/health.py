@@ -79,6 +79,13 @@ class StreamHealth:
             if finished:
                 self._base = {k: getattr(self, k) for k in counters}
 
+    def count_outage_loss(self, blocks: int) -> None:
+        """Blocks the device sent while the link was down (seen across a reconnect)."""
+        with self._lock:
+            for k, n in (("lost_blocks", blocks), ("gaps", 1)):
+                self._base[k] = self._base.get(k, 0) + n
+                setattr(self, k, getattr(self, k) + n)
+
     # -- reads (any thread) ---------------------------------------------------------------
     def rate_hz(self) -> float | None:
         """Measured sample rate over the last RATE_WINDOW_S of sample time."""
