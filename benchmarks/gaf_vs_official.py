@@ -62,12 +62,9 @@ def median_ms(fn, windows: np.ndarray, reps: int) -> float:
     return float(np.median(times) * 1e3)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--reps", type=int, default=200)
-    args = ap.parse_args()
-
+def compare(reps: int) -> list[dict]:
+    """One row per pipeline: median ms over `reps`, speed-up over official, max grey-level diff.
+    (Also called by benchmarks/bench.py, so the full benchmark report carries it.)"""
     rng = np.random.default_rng(0)
     # Sensor-like windows: random walks plus a periodic component, float32 as recorded.
     t = np.arange(SAMPLES) / 100.0
@@ -78,10 +75,20 @@ def main() -> None:
     for name, fn in [("official (pyts + minmax + cv2.resize)", official), ("ours K×K + cv2.resize", full_then_resize), ("ours rank-2 out_size", ours)]:
         diff = int(np.abs(fn(windows).astype(np.int16) - reference.astype(np.int16)).max())
         assert diff <= 1, f"{name}: differs from the official output by {diff} grey levels"
-        rows.append({"pipeline": name, "median_ms": median_ms(fn, windows, args.reps), "max_abs_diff": diff})
+        rows.append({"pipeline": name, "median_ms": median_ms(fn, windows, reps), "max_abs_diff": diff})
     base = rows[0]["median_ms"]
     for r in rows:
         r["speedup"] = base / r["median_ms"]
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--reps", type=int, default=200)
+    args = ap.parse_args()
+
+    rows = compare(args.reps)
 
     result = {
         "windows": {"segments": SEGMENTS, "sensors": SENSORS, "axes": AXES, "samples": SAMPLES, "side": SIDE},

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+from importlib import import_module
 from dataclasses import asdict, fields
 from typing import Any, Callable, TypeVar
 
@@ -82,12 +83,24 @@ def register_model(name: str, config_class: type) -> Callable[[F], F]:
     return decorator
 
 
+# The project's model families: imported (and so registered) on the first registry
+# lookup, so `import edgehar.models` stays cheap. Add a family's module name here.
+FAMILIES = ("mmtsa",)
+
+
+def _import_families() -> None:
+    for family in FAMILIES:
+        import_module(f"{__package__}.{family}")
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Registered names matching a shell-style pattern, sorted."""
+    _import_families()
     return sorted(n for n in _factories if fnmatch.fnmatchcase(n, pattern))
 
 
 def _check(name: str) -> None:
+    _import_families()
     if name not in _factories:
         raise ModelNotFoundError(name, list_models())
 

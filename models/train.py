@@ -26,6 +26,7 @@ from ..app.manifest import Manifest, ModalitySpec
 from .bundle import write_bundle
 from .datasets import DataError, LabelledData, LabelledRecording, WindowSampler, load_data
 from .flops import count_macs
+from .metrics import classification_metrics
 from .registry import create_model
 
 
@@ -113,7 +114,7 @@ def train(cfg: TrainConfig, data: LabelledData | None = None, progress: bool = T
     metrics = evaluate(model, test_set, manifest)
     macs = count_macs(model, model.example_inputs(batch=1))
     metrics.update(
-        data=data.name,
+        data=_source(cfg.data),
         modalities=list(manifest.modality_names()),
         params=sum(p.numel() for p in model.parameters()),
         macs=macs,
@@ -187,19 +188,9 @@ def evaluate(model: nn.Module, test_set: _EvalSet, manifest: Manifest) -> dict[s
     return metrics
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(confusion, (y_true, y_pred), 1)
-    tp = np.diag(confusion).astype(float)
-    precision = np.divide(tp, confusion.sum(0), out=np.zeros_like(tp), where=confusion.sum(0) > 0)
-    recall = np.divide(tp, confusion.sum(1), out=np.zeros_like(tp), where=confusion.sum(1) > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
-    present = confusion.sum(1) > 0  # macro-F1 over the classes that occur in the test set
-    return {
-        "accuracy": round(float(tp.sum() / max(1, confusion.sum())), 4),
-        "macro_f1": round(float(f1[present].mean()), 4),
-        "confusion": confusion.tolist(),
-    }
+def _source(data: str) -> str:
+    """The data source as `load_data` takes it again: a name, or a folder's absolute path."""
+    return data if data in ("sim", "basicmotions") else str(Path(data).resolve())
 
 
 def _write_reports(out: Path, metrics: dict[str, Any], labels: tuple[str, ...]) -> None:

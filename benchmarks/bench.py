@@ -1,0 +1,616 @@
+"""Benchmark bundles: format | status | size | accuracy | latency per stage | memory | energy.
+
+Each bundle (any folder `app.backends.load_bundle` can open, so every export format
+and precision) is measured in its own fresh subprocess, because peak RSS is
+process-wide and a runtime loaded earlier would inflate the next one. Inside it:
+
+1. load the bundle, run `warmup` inferences on random inputs of the manifest's shapes,
+   read peak RSS ("runtime" RSS: interpreter + numpy/OpenCV + runtime + model);
+2. load the test subjects of the manifest's data source (`metrics["data"]`, or `data=`)
+   and run single-stream queries like MLPerf SingleStream: one window at a time, the
+   whole live path (slice the streams, `build_inputs`, `backend.run`), `warmup`
+   untimed queries first, then at least `runs` timed ones and at least one per test
+   window, more (in steps of 50, up to `max_runs`) until the p90 of the total moves
+   by less than 2 %. Every test window's prediction gives the accuracy;
+3. the energy meter (if any) runs around the timed queries only.
+
+Then, from the rows of one run, the ratios the comparison needs: every bundle against
+the eager fp32 bundle of the same model, and every precision against fp32 of the same
+format; for MMTSA bundles with eager weights, sparse N-segment sampling against dense
+(MACs and accuracy of the same weights, where torch is installed); and our GAF against
+the official-style pyts pipeline (where pyts is installed).
+
+    python -m edgehar.benchmarks.bench BUNDLE [BUNDLE ...] [--out DIR] [--runs N] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..app.manifest import Manifest, ManifestError
+from ..errors import EdgeharError
+from .meters import EnergyMeter, MeterError, meter_from_spec
+
+STAGES = ("sampling", "gaf", "frames", "inference", "total")
+PERCENTILES = (50, 90, 99)
+STABLE_STEP = 50  # extra queries between two p90 stability checks
+STABLE_TOLERANCE = 0.02  # p90 moved by less than this fraction: stable
+RUNTIME_PACKAGES = (
+    "numpy", "opencv-python-headless", "opencv-python", "torch", "executorch", "ai-edge-litert",
+    "tflite-runtime", "pyts", "nvidia-ml-py",
+)
+
+
+class BenchError(EdgeharError, ValueError):
+    """A benchmark that cannot run as asked (no bundle, no data source, bad option)."""
+
+
+@dataclass
+class BundleResult:
+    """One row: one bundle measured in one process. Figures are None where not measured."""
+
+    bundle: str
+    status: str  # "ok", or why the bundle could not be measured
+    model: str | None = None
+    format: str | None = None
+    precision: str | None = None
+    size_bytes: int | None = None  # every file in the bundle folder
+    data: str | None = None  # data source of the test subjects
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    test_windows: int | None = None
+    runs: int = 0  # timed single-stream queries
+    p90_stable: bool | None = None  # stopped because p90 settled (False: hit max_runs)
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> {"p50", "p90", "p99", "mean"}
+    throughput_per_s: float | None = None  # 1 / mean total latency, single stream
+    peak_rss_mb: float | None = None  # after load + warm-up on random inputs: what the live app needs
+    peak_rss_with_data_mb: float | None = None  # end of run: also holds the test recordings
+    energy_j_per_inference: float | None = None
+    energy_net_j_per_inference: float | None = None  # above idle power, when idle_s > 0
+    idle_w: float | None = None
+    energy_label: str = "no meter"  # meter name, "estimate", or "no meter"
+    threads: int | None = None  # requested; None = the runtime's default
+    model_config: dict[str, Any] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def p50(self, stage: str = "total") -> float | None:
+        return self.latency_ms.get(stage, {}).get("p50")
+
+
+@dataclass
+class BenchTable:
+    rows: list[BundleResult]
+    comparisons: list[dict[str, Any]]  # speed/accuracy/size ratios between rows
+    sparse_vs_dense: list[dict[str, Any]]  # MMTSA N sparse segments vs dense, per model
+    gaf_vs_official: dict[str, Any]  # {"rows": [...]} or {"skipped": why}
+    machine: dict[str, Any]
+    meter: dict[str, Any]  # name, description, estimate, reasons
+    settings: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BenchTable":
+        return cls(**{**d, "rows": [BundleResult(**r) for r in d["rows"]]})
+
+
+# -- one bundle, in its own process ----------------------------------------------------
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values) * 1e3
+    out = {f"p{p}": round(float(np.percentile(a, p)), 4) for p in PERCENTILES}
+    out["mean"] = round(float(a.mean()), 4)
+    return out
+
+
+def _import_datasets():
+    """`edgehar.models.datasets` (torch-free itself, but `edgehar.models/__init__` imports torch)."""
+    try:
+        from ..models import datasets
+        from ..models.metrics import classification_metrics
+    except ImportError as exc:
+        raise BenchError(f"accuracy needs the data loaders, which need torch today ({exc}); pip install 'edgehar[train]'") from None
+    return datasets, classification_metrics
+
+
+def measure_bundle(bundle: str | Path, runs: int = 200, warmup: int = 20, threads: int | None = None,
+                   meter_spec: str = "none", sysfs_root: str | Path = "/", data: str | None = None,
+                   max_runs: int = 2000, idle_s: float = 0.0) -> BundleResult:
+    """Measure one bundle in this process (the driver calls it in a fresh subprocess)."""
+    from ..app.backends import load_bundle
+    from ..app.preprocess.frames import FrameTransform
+    from ..app.preprocess.inputs import build_inputs
+    from ..app.preprocess.sampling import SegmentSampler
+    from ..firmware_bridge.series import between
+
+    bundle = Path(bundle)
+    row = BundleResult(bundle=str(bundle), status="ok", threads=threads)
+    try:
+        manifest = Manifest.load(bundle)
+    except ManifestError as exc:
+        row.status = f"bad manifest: {exc}"
+        return row
+    row.model, row.format, row.precision = manifest.model, manifest.format, manifest.precision
+    row.size_bytes = _folder_bytes(bundle)
+    row.model_config, row.labels = manifest.model_config, list(manifest.labels)
+    try:
+        manifest, backend = load_bundle(bundle, num_threads=threads)
+    except EdgeharError as exc:
+        row.status = f"cannot load: {exc}"
+        return row
+    except ImportError as exc:  # a runtime that is not installed on this machine
+        row.status = f"runtime not installed: {exc}"
+        return row
+
+    rng = np.random.default_rng(0)
+    random_inputs = tuple(rng.standard_normal((1, *s)).astype(np.float32) for s in manifest.input_shapes())
+    for _ in range(max(1, warmup)):
+        backend.run(random_inputs)
+    row.peak_rss_mb = round(_peak_rss_mb(), 1)
+
+    row.data = data or manifest.metrics.get("data")
+    if not row.data:
+        row.status = "no data source: the manifest names none; pass --data"
+        return row
+    datasets, classification_metrics = _import_datasets()
+    try:
+        labelled = datasets.load_data(row.data, frame_resize=manifest.frame_resize, progress=False)
+        windows = datasets.WindowSampler(manifest, labelled.split("test"), train=False)
+    except EdgeharError as exc:
+        row.status = f"data {row.data!r}: {exc}"
+        return row
+    items = windows.eval_windows
+    if not items:
+        row.status = f"data {row.data!r} has no test windows"
+        return row
+    recordings = windows.recordings
+    streams = [s.name for s in manifest.streams]
+    sampler = SegmentSampler(manifest.num_segments, train=False)
+    frames = FrameTransform.from_manifest(manifest)
+
+    def query(i: int) -> tuple[dict[str, float], int]:
+        ri, t0, _ = items[i % len(items)]
+        t1 = t0 + manifest.window_s
+        tic = time.perf_counter()
+        series = {name: between(recordings[ri].series[name], t0, t1) for name in streams}
+        built = build_inputs(manifest, series, t0, t1, sampler, frames)
+        t_inf = time.perf_counter()
+        logits = backend.run(tuple(a[None] for a in built.arrays))
+        t_done = time.perf_counter()
+        stages = dict(built.timings, inference=t_done - t_inf, total=t_done - tic)
+        return stages, int(np.argmax(logits[0]))
+
+    for i in range(warmup):
+        query(i)
+
+    meter, _ = meter_from_spec(meter_spec, sysfs_root)
+    if meter is not None and idle_s > 0:
+        meter.start()
+        time.sleep(idle_s)
+        row.idle_w = meter.stop() / idle_s
+    timings: dict[str, list[float]] = {s: [] for s in STAGES}
+    preds = np.full(len(items), -1)
+    if meter is not None:
+        meter.start()
+    started = time.perf_counter()
+    n, target, last_p90 = 0, max(runs, len(items)), None
+    while True:
+        while n < target:
+            stages, pred = query(n)
+            for s in STAGES:
+                timings[s].append(stages.get(s, 0.0))
+            if n < len(items):
+                preds[n] = pred
+            n += 1
+        p90 = float(np.percentile(timings["total"], 90))
+        row.p90_stable = last_p90 is not None and abs(p90 - last_p90) <= STABLE_TOLERANCE * last_p90
+        if row.p90_stable or n >= max_runs:
+            break
+        last_p90, target = p90, min(max_runs, n + STABLE_STEP)
+    elapsed = time.perf_counter() - started
+    if meter is not None:
+        try:
+            joules = meter.stop()
+            row.energy_j_per_inference = joules / n
+            if row.idle_w is not None:
+                row.energy_net_j_per_inference = (joules - row.idle_w * elapsed) / n
+            row.energy_label = "estimate" if meter.estimate else meter.name
+        except MeterError as exc:
+            row.energy_label = f"meter error: {exc}"
+
+    row.runs = n
+    row.latency_ms = {s: _percentiles(v) for s, v in timings.items()}
+    row.throughput_per_s = round(1e3 / row.latency_ms["total"]["mean"], 2)
+    labels = np.array([c for _, _, c in items])
+    metrics = classification_metrics(labels, preds, len(manifest.labels))
+    row.accuracy, row.macro_f1, row.test_windows = metrics["accuracy"], metrics["macro_f1"], len(items)
+    row.peak_rss_with_data_mb = round(_peak_rss_mb(), 1)
+    return row
+
+
+# -- sparse vs dense segments (MMTSA, eager weights, torch) ------------------------------
+def dense_segments(manifest: Manifest) -> int:
+    """Segments that read every frame of the window (every camera frame); for a
+    sensor-only model, non-overlapping K-sample windows that cover every sample."""
+    counts = []
+    for m in manifest.modalities:
+        rate = manifest.stream(m.stream).rate_hz
+        per_window = manifest.window_s * rate
+        counts.append(round(per_window) if m.type == "frames" else max(1, int(per_window // manifest.gaf_k)))
+    return max(counts)
+
+
+def sparse_vs_dense(bundle: str | Path, data: str | None = None, threads: int | None = None,
+                    latency_runs: int = 10, batch: int = 16) -> dict[str, Any]:
+    """The bundle's trained weights evaluated with N (as trained) and with dense segments.
+
+    MMTSA shares each backbone across segments and attends over any N, so the same
+    weights run at any N in eager PyTorch. The dense accuracy is that of a model
+    trained sparse and evaluated dense — a model trained dense may differ.
+    """
+    import torch
+
+    from ..models import count_macs, create_model
+
+    datasets, classification_metrics = _import_datasets()
+    from ..models.train import predict
+
+    bundle = Path(bundle)
+    manifest = Manifest.load(bundle)
+    if manifest.format != "eager" or "input_shapes" not in manifest.model_config:
+        raise BenchError(f"{bundle}: sparse vs dense needs an eager MMTSA-style bundle")
+    if threads:
+        torch.set_num_threads(threads)
+    state = torch.export.load(str(bundle / manifest.model_file)).state_dict
+    source = data or manifest.metrics.get("data")
+    labelled = datasets.load_data(source, frame_resize=manifest.frame_resize, progress=False)
+    result: dict[str, Any] = {"bundle": str(bundle), "model": manifest.model, "data": source, "variants": []}
+    for kind, n in (("sparse", manifest.num_segments), ("dense", dense_segments(manifest))):
+        m_n = replace(manifest, num_segments=n)
+        model = create_model(manifest.model, **{**manifest.model_config, "input_shapes": m_n.input_shapes()})
+        model.load_state_dict(state)
+        model.eval()
+        example = model.example_inputs(batch=1)
+        macs = count_macs(model, example)
+        with torch.no_grad():
+            model(*example)
+            times = []
+            for _ in range(latency_runs):
+                tic = time.perf_counter()
+                model(*example)
+                times.append(time.perf_counter() - tic)
+        windows = datasets.WindowSampler(m_n, labelled.split("test"), train=False)
+        preds = []
+        for b in range(0, len(windows.eval_windows), batch):  # dense inputs are large: build in batches
+            arrays, _ = windows.inputs(windows.eval_windows[b : b + batch])
+            preds.append(predict(model, arrays))
+        labels = np.array([c for _, _, c in windows.eval_windows])
+        acc = classification_metrics(labels, np.concatenate(preds), len(manifest.labels))["accuracy"]
+        result["variants"].append({
+            "kind": kind, "segments": n, "macs": int(macs), "macs_per_segment": int(macs) / n,
+            "accuracy": acc, "eager_inference_ms_p50": round(float(np.median(times)) * 1e3, 3),
+        })
+    sparse, dense = result["variants"]
+    result["macs_ratio_dense_over_sparse"] = round(dense["macs"] / sparse["macs"], 2)
+    result["accuracy_delta_dense_minus_sparse"] = round(dense["accuracy"] - sparse["accuracy"], 4)
+    return result
+
+
+# -- the driver -------------------------------------------------------------------------
+def _child(args: list[str], timeout_s: float) -> tuple[dict[str, Any] | None, str]:
+    """Run `python -m edgehar.benchmarks.bench <args> --result FILE`; (JSON, error)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        cmd = [sys.executable, "-m", "edgehar.benchmarks.bench", *args, "--result", str(result)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None, f"timed out after {timeout_s:g} s"
+        if proc.returncode != 0 or not result.is_file():
+            lines = [l for l in proc.stderr.splitlines() if l.strip()]
+            return None, f"failed (exit {proc.returncode}): {lines[-1] if lines else 'no output'}"
+        return json.loads(result.read_text()), ""
+
+
+def compare_rows(rows: list[BundleResult]) -> list[dict[str, Any]]:
+    """Ratios between rows of the same model (same registry name, config, labels and data):
+    every bundle vs eager fp32, and every other precision vs fp32 of the same format.
+    speedup > 1: faster than the reference (p50 ratio)."""
+    groups: dict[str, list[BundleResult]] = {}
+    for r in rows:
+        if r.ok:
+            key = json.dumps([r.model, r.model_config, r.labels, r.data], sort_keys=True)
+            groups.setdefault(key, []).append(r)
+
+    def ratio(ref: BundleResult, r: BundleResult, kind: str) -> dict[str, Any]:
+        def speed(stage: str) -> float | None:
+            a, b = ref.p50(stage), r.p50(stage)
+            return round(a / b, 3) if a and b else None
+
+        return {
+            "kind": kind, "model": r.model, "bundle": r.bundle, "reference": ref.bundle,
+            "what": f"{r.format} {r.precision} vs {ref.format} {ref.precision}",
+            "speedup_total": speed("total"), "speedup_inference": speed("inference"),
+            "accuracy_delta": None if r.accuracy is None or ref.accuracy is None else round(r.accuracy - ref.accuracy, 4),
+            "size_ratio": round(r.size_bytes / ref.size_bytes, 3) if r.size_bytes and ref.size_bytes else None,
+        }
+
+    out = []
+    for members in groups.values():
+        eager = next((r for r in members if r.format == "eager" and r.precision == "fp32"), None)
+        if eager is not None:
+            out += [ratio(eager, r, "vs eager fp32") for r in members if r is not eager]
+        for r in members:
+            fp32 = next((f for f in members if f.format == r.format and f.precision == "fp32"), None)
+            if fp32 is not None and r.precision != "fp32":
+                out.append(ratio(fp32, r, "precision vs fp32"))
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, cores, OS, Python and the versions of what runs the pipeline."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        for key in ("model name", "Hardware", "Model", "cpu model"):
+            line = next((l for l in info.splitlines() if l.split(":")[0].strip() == key), None)
+            if line:
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    board = None
+    try:
+        board = Path("/proc/device-tree/model").read_text().strip("\x00\n ") or None
+    except OSError:
+        pass
+    versions = {}
+    for pkg in RUNTIME_PACKAGES:
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    mem_gb = None
+    try:
+        kb = next(int(l.split()[1]) for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal"))
+        mem_gb = round(kb / 2**20, 1)
+    except (OSError, StopIteration, ValueError):
+        pass
+    return {
+        "cpu": cpu, "board": board, "cores": os.cpu_count(), "usable_cores": usable, "memory_gb": mem_gb,
+        "os": platform.platform(), "python": platform.python_version(), "versions": versions,
+    }
+
+
+def _gaf_vs_official(reps: int) -> dict[str, Any]:
+    if reps <= 0:
+        return {"skipped": "not asked (--gaf-reps 0)"}
+    if importlib.util.find_spec("pyts") is None:
+        return {"skipped": "pyts is not installed (pip install 'edgehar[train]')"}
+    from . import gaf_vs_official
+
+    return {"reps": reps, "rows": gaf_vs_official.compare(reps)}
+
+
+def run_bench(bundles: list[str | Path], runs: int = 200, warmup: int = 20, threads: int | None = None,
+              meter: str = "auto", out_dir: str | Path | None = None, *, data: str | None = None,
+              max_runs: int = 2000, idle_s: float = 0.0, dense: bool = True, gaf_reps: int = 20,
+              sysfs_root: str | Path = "/", timeout_s: float = 1800.0, log=None) -> BenchTable:
+    """Measure every bundle in its own subprocess and put the rows and ratios in one table.
+
+    meter: "auto" (first meter found, else "no meter"), "none", a meter name
+    ("rapl", "ina3221[:RAIL]", "battery", "nvml") or "estimate:WATTS" (labelled an
+    estimate). data: the test data source for every bundle (default: each manifest's).
+    Writes bench.md, bench.json and bench.png to out_dir when given.
+    """
+    if not bundles:
+        raise BenchError("no bundle to benchmark")
+    if runs < 1 or warmup < 0 or max_runs < 1:
+        raise BenchError(f"runs ({runs}) and max_runs ({max_runs}) must be >= 1, warmup ({warmup}) >= 0")
+    say = log or (lambda msg: None)
+    chosen, reasons = meter_from_spec(meter, sysfs_root)
+    child_spec = "none" if chosen is None else _spec_of(chosen, meter)
+    meter_info = {
+        "name": chosen.name if chosen else "no meter",
+        "description": chosen.description if chosen else "no meter: energy not measured",
+        "estimate": bool(chosen and chosen.estimate),
+        "reasons": reasons,
+    }
+    common = ["--runs", str(runs), "--max-runs", str(max_runs), "--warmup", str(warmup), "--meter", child_spec,
+              "--sysfs-root", str(sysfs_root), "--idle-s", str(idle_s)]
+    if threads:
+        common += ["--threads", str(threads)]
+    if data:
+        common += ["--data", str(data)]
+
+    rows = []
+    for b in bundles:
+        say(f"bench {b} ...")
+        got, err = _child(["--one", str(b), *common], timeout_s)
+        rows.append(BundleResult(**got) if got else BundleResult(bundle=str(b), status=err, threads=threads))
+        say(f"  {rows[-1].status}")
+
+    dense_rows = []
+    if dense:
+        torch_here = importlib.util.find_spec("torch") is not None
+        seen = set()
+        for r in rows:
+            key = json.dumps([r.model, r.model_config, r.data], sort_keys=True)
+            if not (r.ok and r.format == "eager" and "input_shapes" in r.model_config) or key in seen:
+                continue
+            seen.add(key)
+            if not torch_here:
+                dense_rows.append({"bundle": r.bundle, "model": r.model, "skipped": "needs torch"})
+                continue
+            say(f"sparse vs dense segments {r.bundle} ...")
+            args = ["--dense", r.bundle] + (["--data", r.data] if r.data else []) + (["--threads", str(threads)] if threads else [])
+            got, err = _child(args, timeout_s)
+            dense_rows.append(got or {"bundle": r.bundle, "model": r.model, "skipped": err})
+
+    table = BenchTable(
+        rows=rows,
+        comparisons=compare_rows(rows),
+        sparse_vs_dense=dense_rows,
+        gaf_vs_official=_gaf_vs_official(gaf_reps),
+        machine=machine_info(),
+        meter=meter_info,
+        settings={"runs": runs, "max_runs": max_runs, "warmup": warmup, "threads": threads, "data": data,
+                  "idle_s": idle_s, "scenario": "single-stream: one window at a time, whole live path"},
+    )
+    if out_dir is not None:
+        from .report import write_all
+
+        for path in write_all(table, out_dir):
+            say(f"wrote {path}")
+    return table
+
+
+def _spec_of(meter: EnergyMeter, asked: str) -> str:
+    """The spec a child process needs to open the same meter the driver chose."""
+    if meter.name == "estimate":
+        return f"estimate:{meter.watts}"  # type: ignore[attr-defined]
+    if meter.name == "ina3221":
+        return f"ina3221:{meter.rail.label}"  # type: ignore[attr-defined]
+    return meter.name
+
+
+# -- command line ------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The `edgehar bench` options (app/cli.py adds them to its verb)."""
+    p.add_argument("bundles", nargs="+", type=Path, metavar="BUNDLE", help="bundle folders to measure (any format)")
+    p.add_argument("--out", type=Path, default=Path("runs/bench"), help="folder for bench.md, bench.json, bench.png")
+    p.add_argument("--runs", type=_positive_int, default=200,
+                   help="at least this many timed single-stream queries per bundle (default 200), and one per test window")
+    p.add_argument("--max-runs", type=_positive_int, default=2000, help="stop here even if p90 is not stable (default 2000)")
+    p.add_argument("--warmup", type=int, default=20, help="untimed queries first (default 20)")
+    p.add_argument("--threads", type=_positive_int, metavar="N", help="inference threads (default: the runtime's)")
+    p.add_argument("--data", metavar="SOURCE", help="test data for every bundle (default: each manifest's metrics.data)")
+    energy = p.add_mutually_exclusive_group()
+    energy.add_argument("--meter", default="auto",
+                        help="auto (default), none, rapl, ina3221[:RAIL], battery or nvml")
+    energy.add_argument("--energy-estimate", type=_positive_float, metavar="WATTS",
+                        help="no meter here: ESTIMATE energy as process CPU time x WATTS (labelled 'estimate')")
+    p.add_argument("--idle-s", type=_non_negative_float, default=0.0, metavar="S",
+                   help="measure idle power for S seconds first and also report energy above idle")
+    p.add_argument("--no-dense", dest="dense", action="store_false",
+                   help="skip MMTSA sparse-vs-dense segments (needs torch and an eager bundle)")
+    p.add_argument("--gaf-reps", type=int, default=20, metavar="N",
+                   help="repetitions of our GAF vs the official pyts pipeline (0: skip; needs pyts)")
+
+
+def run_from_args(args: argparse.Namespace) -> BenchTable:
+    """What `edgehar bench` runs: the table, printed as markdown, written to --out."""
+    meter = f"estimate:{args.energy_estimate}" if args.energy_estimate else args.meter
+    table = run_bench(args.bundles, runs=args.runs, warmup=args.warmup, threads=args.threads, meter=meter,
+                      out_dir=args.out, data=args.data, max_runs=args.max_runs, idle_s=args.idle_s,
+                      dense=args.dense, gaf_reps=args.gaf_reps, log=lambda m: print(m, file=sys.stderr))
+    from .report import to_markdown
+
+    print(to_markdown(table))
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("--one", "--dense"):
+        _child_main(argv)
+        return
+    p = argparse.ArgumentParser(prog="python -m edgehar.benchmarks.bench", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        run_from_args(args)
+    except EdgeharError as exc:
+        print(f"edgehar bench: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _child_main(argv: list[str]) -> None:
+    """The per-bundle subprocess: measure, write the JSON result file."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--one", type=Path)
+    p.add_argument("--dense", type=Path)
+    p.add_argument("--result", type=Path, required=True)
+    p.add_argument("--runs", type=int, default=200)
+    p.add_argument("--max-runs", type=int, default=2000)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--data")
+    p.add_argument("--meter", default="none")
+    p.add_argument("--sysfs-root", default="/")
+    p.add_argument("--idle-s", type=float, default=0.0)
+    a = p.parse_args(argv)
+    if a.one:
+        try:
+            out = asdict(measure_bundle(a.one, a.runs, a.warmup, a.threads, a.meter, a.sysfs_root, a.data,
+                                        a.max_runs, a.idle_s))
+        except EdgeharError as exc:
+            out = asdict(BundleResult(bundle=str(a.one), status=str(exc), threads=a.threads))
+    else:
+        try:
+            out = sparse_vs_dense(a.dense, a.data, a.threads)
+        except EdgeharError as exc:
+            out = {"bundle": str(a.dense), "skipped": str(exc)}
+    a.result.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
