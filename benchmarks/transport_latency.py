@@ -19,8 +19,8 @@ the CPU, so numbers on a loaded 2-core machine include its wake-up jitter.
 
     python benchmarks/transport_latency.py [--seconds N] [--out FILE]
 
-BLE hook: add a function to PATHS with the signature of `run_serial` (returns one
-result dict per stream, same keys); the BLE path (fake BlueZ) is meant to go there.
+BLE path in simulation: the same firmware as BLE peripherals on the emulated BlueZ
+(private D-Bus bus), read through unmodified bleak; one frame per notification.
 """
 
 from __future__ import annotations
@@ -92,27 +92,58 @@ def run_serial(seconds: float) -> list[dict]:
         restore()
         for d in devices.values():
             d.close()
+    return _results("serial-pty", {k: d.firmware for k, d in devices.items()}, sink, health, spent, wall, seconds)
+
+
+def run_ble(seconds: float) -> list[dict]:
+    """Glove + IMU as BLE peripherals on the emulated BlueZ, read through bleak."""
+    from edgehar.firmware_bridge.sim.ble_peripheral import BleSimulation
+
+    sink = _TimedSink()
+    spent, restore = _consumer_timer()
+    with BleSimulation(("glove", "imu"), seed=1, history=1_000_000) as sim:
+        hub = DeviceHub(sim.urls, sink, clock=sim.clock)
+        try:
+            hub.start()
+            t_start = time.monotonic()
+            time.sleep(seconds)
+            wall = time.monotonic() - t_start
+            health = hub.health()
+        finally:
+            hub.stop()
+            restore()
+        firmwares = sim.firmwares
+    # The peripherals stream from before the host subscribes until after it stops
+    # listening: only blocks sent while the link was up can be delivered.
+    return _results("ble-fake", firmwares, sink, health, spent, wall, seconds, subscribed_only=True)
+
+
+def _results(path: str, firmwares: dict, sink: _TimedSink, health: dict, spent: dict[str, float], wall: float,
+             seconds: float, subscribed_only: bool = False) -> list[dict]:
     results = []
-    for kind, dev in devices.items():
-        sent = [b for b in dev.firmware.history if b.fate == "sent"]
-        truth = np.concatenate([b.t_true for b in sent])
+    for kind, fw in firmwares.items():
         got = sink.blocks.get(kind, [])
+        sent = [b for b in fw.history if b.fate == "sent"]
+        if subscribed_only and got:  # blocks written between the first and last delivered sample
+            first, last = got[0][0][0], got[-1][0][-1]
+            sent = [b for b in sent if b.t_true[0] >= first - 0.05 and b.t_true[-1] <= last + 0.05]
+        truth = np.concatenate([b.t_true for b in sent]) if sent else np.zeros(0)
         mapped = np.concatenate([t for t, _ in got]) if got else np.zeros(0)
         called = np.concatenate([np.full(len(t), c) for t, c in got]) if got else np.zeros(0)
         last_idx = np.cumsum([len(t) for t, _ in got]) - 1
         complete = len(mapped) == len(truth)
         h = health[kind]
         res = {
-            "path": "serial-pty",
+            "path": path,
             "stream": kind,
             "seconds": seconds,
             "samples_sent": int(len(truth)),
             "samples_delivered": int(len(mapped)),
             "lost_blocks": h["lost_blocks"],
             "crc_errors": h["crc_errors"],
-            "zero_loss": bool(complete and h["lost_blocks"] == 0 and dev.firmware.stats.overflow == 0),
+            "zero_loss": bool(complete and h["lost_blocks"] == 0 and (subscribed_only or fw.stats.overflow == 0)),
             "decoder_cpu_share": round(spent.get(kind, 0.0) / wall, 5),
-            "drift_ppm_true": round(dev.firmware.drift * 1e6, 2),
+            "drift_ppm_true": round(fw.drift * 1e6, 2),
             "drift_ppm_fit": h["drift_ppm"],
         }
         if complete and len(truth):
@@ -122,21 +153,26 @@ def run_serial(seconds: float) -> list[dict]:
             err = np.abs(mapped - truth)[warm] * 1e3
             written = np.array([b.t_written for b in sent])
             late = (written - np.array([b.t_true[-1] for b in sent])) * 1e3  # simulator wake-up lateness
-            wire = (called[last_idx] - written) * 1e3  # firmware write -> sink: pty + pyserial + decode
+            wire = (called[last_idx] - written) * 1e3  # firmware write -> sink: transport + decode
             res.update({
-                "block_latency_ms": {"p50": round(float(np.percentile(block, 50)), 3), "p99": round(float(np.percentile(block, 99)), 3),
-                                     "max": round(float(block.max()), 3)},
-                "firmware_late_ms": {"p50": round(float(np.percentile(late, 50)), 3), "p99": round(float(np.percentile(late, 99)), 3)},
-                "write_to_sink_ms": {"p50": round(float(np.percentile(wire, 50)), 3), "p99": round(float(np.percentile(wire, 99)), 3)},
-                "sample_age_ms": {"p50": round(float(np.percentile(age, 50)), 3), "p99": round(float(np.percentile(age, 99)), 3)},
-                "clock_error_ms": None if not warm.any() else {"p50": round(float(np.percentile(err, 50)), 3),
-                                                               "p99": round(float(np.percentile(err, 99)), 3), "max": round(float(err.max()), 3)},
+                "block_latency_ms": _percentiles(block, with_max=True),
+                "firmware_late_ms": _percentiles(late),
+                "write_to_sink_ms": _percentiles(wire),
+                "sample_age_ms": _percentiles(age),
+                "clock_error_ms": _percentiles(err, with_max=True) if warm.any() else None,
             })
         results.append(res)
     return results
 
 
-PATHS: dict[str, Callable[[float], list[dict]]] = {"serial-pty": run_serial}  # BLE: add "ble-fake": run_ble
+def _percentiles(x: np.ndarray, with_max: bool = False) -> dict[str, float]:
+    out = {"p50": round(float(np.percentile(x, 50)), 3), "p99": round(float(np.percentile(x, 99)), 3)}
+    if with_max:
+        out["max"] = round(float(x.max()), 3)
+    return out
+
+
+PATHS: dict[str, Callable[[float], list[dict]]] = {"serial-pty": run_serial, "ble-fake": run_ble}
 
 
 def _table(rows: list[dict]) -> str:
