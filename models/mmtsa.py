@@ -149,9 +149,11 @@ class MMTSA(nn.Module):
     def forward_with_attention(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, num_classes) and the segment attention weights alpha (B, N) of eq. 8."""
         y = self.segment_features(*inputs)  # (B, N, M*d)
-        alpha = torch.softmax(self.attention(y), dim=1)  # (B, N, 1), eq. 8
-        g = (alpha.transpose(1, 2) @ y).squeeze(1)  # (B, M*d), eq. 9: sum_i alpha_i Y_Si
-        return self.head(g), alpha.squeeze(-1)
+        # scores laid out (B, 1, N) so the softmax runs over the last axis: XNNPACK only
+        # delegates a last-axis softmax (over dim=1 of (B, N, 1) it falls to portable kernels)
+        alpha = torch.softmax(self.attention(y).transpose(1, 2), dim=-1)  # (B, 1, N), eq. 8
+        g = (alpha @ y).squeeze(1)  # (B, M*d), eq. 9: sum_i alpha_i Y_Si
+        return self.head(g), alpha.squeeze(1)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         """M tensors (B, N, C_j, H_j, W_j), in config order -> logits (B, num_classes)."""
