@@ -1,4 +1,4 @@
-"""`edgehar` command line: one verb per job (demo, train, simulate, models).
+"""`edgehar` command line: one verb per job (demo, live, record, train, simulate, models).
 
 Verbs import what they need when they run, so `edgehar --help` and the runtime verbs
 start without torch. Errors a user can cause (`EdgeharError`) print one line and exit
@@ -12,7 +12,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ..benchmarks.bench import add_arguments as bench_arguments
 from ..errors import EdgeharError
+from ..quantize.formats import FORMATS, PRECISIONS
 
 
 def _number(kind: type, ok: Callable[[float], bool], rule: str) -> Callable[[str], float]:
@@ -62,7 +64,46 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--glove", metavar="URL", help="use a real glove instead of the simulated one, "
                       "e.g. serial:///dev/ttyACM0?baud=921600 or ble://name=Glove")
     demo.add_argument("--imu", metavar="URL", help="use a real wrist IMU instead of the simulated one")
+    demo.add_argument("--camera", metavar="INDEX|PATH|PIPELINE", help="use a real camera (or a video file) instead of the simulated one")
+    _add_view_options(demo)
     demo.set_defaults(run=_demo)
+
+    live = verbs.add_parser("live", help="run a bundle live on real devices: glove, IMUs, camera")
+    live.add_argument("--config", type=Path, metavar="FILE", help="TOML or YAML file holding any of these options (flags win)")
+    live.add_argument("--model", metavar="BUNDLE", help="bundle folder to run")
+    live.add_argument("--glove", metavar="URL", help="glove URL, e.g. serial:///dev/ttyACM0?baud=921600 or ble://name=Glove")
+    live.add_argument("--imu", metavar="URL", action="append", help="IMU URL; repeat for more IMUs (streams imu, imu2, ...)")
+    live.add_argument("--device", metavar="NAME=URL", action="append", type=_device,
+                      help="any other stream of the bundle by name")
+    live.add_argument("--camera", metavar="INDEX|PATH|PIPELINE",
+                      help="camera index, video file, or GStreamer pipeline (needs an OpenCV built with GStreamer)")
+    live.add_argument("--seconds", type=_positive_float, metavar="S", help="stop after S seconds (default: until q / Ctrl-C)")
+    live.add_argument("--json", metavar="PATH", help="write one JSON line per prediction")
+    live.add_argument("--threads", type=_positive_int, metavar="N", help="inference threads (default: the runtime's)")
+    live.add_argument("--check", action="store_true", help="validate config, devices, camera and bundle, then exit")
+    _add_view_options(live, defaults=False)
+    live.set_defaults(run=_live)
+
+    record = verbs.add_parser("record", help="record every stream (and labels) into a session folder for training")
+    record.add_argument("--out", type=Path, required=True, metavar="DIR", help="new session folder")
+    record.add_argument("--glove", metavar="URL", help="glove URL")
+    record.add_argument("--imu", metavar="URL", action="append", help="IMU URL; repeat for more IMUs")
+    record.add_argument("--device", metavar="NAME=URL", action="append", type=_device, help="any other stream by name")
+    record.add_argument("--camera", metavar="INDEX|PATH|PIPELINE", help="camera index, video file or GStreamer pipeline")
+    record.add_argument("--simulate", action="store_true",
+                        help="record the simulated glove, IMU and camera (a simulated person follows --protocol)")
+    record.add_argument("--transport", choices=("serial", "ble"), default="serial", help="how simulated devices connect")
+    record.add_argument("--seed", type=int, default=0, help="seed of the simulated world (default 0)")
+    record.add_argument("--protocol", metavar="A:S,B:S|FILE",
+                        help="scripted protocol: activities and seconds, shown on screen and labelled as they run")
+    record.add_argument("--activities", type=_names, default=(), metavar="A,B,...",
+                        help="activities on number keys 1..9 (window) or the stdin prompt (headless)")
+    record.add_argument("--subject", default="anonymous", help="who is recorded (default 'anonymous')")
+    record.add_argument("--split", choices=("train", "val", "test"),
+                        help="split of this session (default none: the trainer splits each bout by time)")
+    record.add_argument("--seconds", type=_positive_float, metavar="S", help="stop after S seconds (default: protocol end / q / Ctrl-C)")
+    record.add_argument("--headless", action="store_true", help="no window: label with a prompt on stdin")
+    record.set_defaults(run=_record)
 
     train = verbs.add_parser("train", help="train a model on simulated, recorded or BasicMotions data; writes a bundle")
     train.add_argument("--data", default="sim", metavar="SOURCE",
@@ -110,10 +151,78 @@ def _parser() -> argparse.ArgumentParser:
                          help="wire format (--serial only): binary protocol v1 or CSV lines")
         dev.set_defaults(run=_simulate_device, kind=kind)
 
+    export = verbs.add_parser("export", help="export an eager bundle to ExecuTorch / LiteRT at fp32 or int8, "
+                                             "checking its fidelity against the fp32 model")
+    export.add_argument("bundle", type=Path, metavar="BUNDLE", help="eager bundle written by `edgehar train`")
+    export.add_argument("--format", required=True, choices=[f.name for f in FORMATS], help="target format")
+    export.add_argument("--precision", default="fp32", choices=PRECISIONS, help="fp32 (default) or int8 (PT2E static)")
+    export.add_argument("--out", type=Path, required=True, help="folder of the new bundle")
+    export.add_argument("--calibration", type=_positive_int, default=256, metavar="N",
+                        help="training windows used to calibrate int8 (default 256)")
+    export.add_argument("--data", metavar="SOURCE", help="data the windows come from (default: the bundle's own)")
+    export.add_argument("--eval-windows", type=_positive_int, metavar="N", help="cap on held-out windows for the fidelity check")
+    export.add_argument("--threads", type=_positive_int, metavar="N", help="threads when running the exported model")
+    export.set_defaults(run=_export)
+
+    bench = verbs.add_parser("bench", help="one table: bundle x format x precision -> accuracy, latency per stage, "
+                                           "memory, energy")
+    bench_arguments(bench)
+    bench.add_argument("--export-all", action="store_true",
+                       help="first export each eager BUNDLE to every format x precision (into OUT/bundles), then measure all")
+    bench.set_defaults(run=_bench)
+
     models = verbs.add_parser("models", help="list the registered models")
     models.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'mmtsa*'")
     models.set_defaults(run=_models)
     return p
+
+
+def _add_view_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """What the live view shows and writes (demo and live)."""
+    d = (lambda v: v) if defaults else (lambda v: None)  # live: None = "not given", the config may set it
+    p.add_argument("--headless", action="store_true", help="no window: a live terminal view (the default without a display)")
+    p.add_argument("--window", action="store_true", help="require a window (fail if none can be opened)")
+    p.add_argument("--save-video", type=Path, metavar="PATH", help="write the annotated view to a video (.mp4/.avi; works headless)")
+    p.add_argument("--video-fps", type=_positive_float, default=d(10.0), metavar="FPS", help="frames per second of the view / video (default 10)")
+    p.add_argument("--smoothing", choices=("majority", "ema", "none"), default=d("majority"),
+                   help="how the shown label is smoothed over hops (default majority; raw results stay in the log)")
+    p.add_argument("--smoothing-k", type=_positive_int, default=d(5), metavar="K", help="hops the smoothing spans (default 5)")
+    p.add_argument("--no-thumbnails", action="store_true", help="start with the GAF / frame thumbnails hidden")
+    p.add_argument("--snapshot", type=Path, metavar="PNG", help="write the view at the end as an image (works headless)")
+
+
+def _device(text: str) -> tuple[str, str]:
+    name, sep, url = text.partition("=")
+    if not sep or not name.strip() or "://" not in url:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=URL, e.g. imu_ankle=ble://name=AnkleIMU")
+    return name.strip(), url.strip()
+
+
+def _view_options(args: argparse.Namespace, cfg: dict | None = None):
+    from .live import LiveOptions
+
+    cfg = cfg or {}
+    smoothing = cfg.get("smoothing", {})
+
+    def pick(flag, key, default, given=None):
+        value = getattr(args, flag, None) if given is None else given
+        return value if value is not None else cfg.get(key, default)
+
+    view = "headless" if args.headless else "window" if args.window else cfg.get("view", "auto")
+    save = args.save_video if args.save_video is not None else cfg.get("save_video")
+    json_path = getattr(args, "json", None) or cfg.get("json")
+    return LiveOptions(
+        seconds=pick("seconds", "seconds", None),
+        json_path=Path(json_path) if json_path else None,
+        view=view,
+        save_video=Path(save) if save else None,
+        video_fps=pick("video_fps", "video_fps", 10.0),
+        smoothing=args.smoothing if args.smoothing is not None else smoothing.get("mode", "majority"),
+        smoothing_k=args.smoothing_k if args.smoothing_k is not None else smoothing.get("k", 5),
+        thumbnails=False if args.no_thumbnails else cfg.get("thumbnails", True),
+        stale_s=cfg.get("stale_s", 0.5),
+        snapshot=args.snapshot,
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -121,7 +230,72 @@ def _demo(args: argparse.Namespace) -> int:
 
     devices = {name: url for name, url in (("glove", args.glove), ("imu", args.imu)) if url}
     run_demo(args.model, args.seconds, args.json, seed=args.seed, threads=args.threads,
-             transport=args.transport, devices=devices)
+             transport=args.transport, devices=devices, camera=args.camera, options=_view_options(args))
+    return 0
+
+
+def _live(args: argparse.Namespace) -> int:
+    from .backends import load_bundle
+    from .config import ConfigError, device_urls, load_config
+    from .live import run_live
+    from .sources import Sources
+
+    cfg = load_config(args.config) if args.config else {}
+    model = args.model or cfg.get("model")
+    if not model:
+        raise ConfigError("", "model", "no bundle given: pass --model BUNDLE or set model in --config")
+    devices = device_urls(args.glove or cfg.get("glove"), args.imu or cfg.get("imu"),
+                          {**cfg.get("devices", {}), **dict(args.device or [])})
+    camera = args.camera if args.camera is not None else cfg.get("camera")
+    manifest, backend = load_bundle(model, num_threads=args.threads or cfg.get("threads"))
+    cam = next((s.name for s in manifest.streams if s.kind == "camera"), None)
+    needed = [s.name for s in manifest.streams if s.kind == "sensor"]
+    missing = [n for n in needed if n not in devices]
+    if missing:
+        raise EdgeharError(f"the bundle reads stream {missing[0]!r} but no device was given for it "
+                           f"(--{missing[0]} URL or --device {missing[0]}=URL; the bundle reads {needed})")
+    unknown = [n for n in devices if n not in needed]
+    if unknown:
+        raise EdgeharError(f"device {unknown[0]!r} is not a sensor stream of the bundle (it reads {needed})")
+    if cam is not None and camera is None:
+        raise EdgeharError(f"the bundle reads camera stream {cam!r}: give --camera INDEX|PATH|PIPELINE")
+    if cam is None and camera is not None:
+        raise EdgeharError("--camera given, but the bundle reads no camera stream")
+    sources = Sources(devices=devices, camera=camera, camera_name=cam or "camera")
+    if args.check:
+        shape = sources.open()
+        try:
+            sources.start(expect={s.name: s for s in manifest.streams if s.kind == "sensor"})
+            health = sources.health()
+        finally:
+            sources.stop()
+        print(f"edgehar live --check: ok: bundle {model} ({manifest.model}, {backend.name}, {manifest.precision}, "
+              f"labels {len(manifest.labels)})")
+        for name, h in health.items():
+            print(f"  {name}: {h.get('device') or h.get('url')} ({h.get('state')})"
+                  + (f", frames {shape[1]}x{shape[0]}" if name == cam and shape else ""))
+        return 0
+    run_live(manifest, backend, sources, _view_options(args, cfg))
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    from .config import device_urls
+    from .record import RecordOptions, parse_protocol, run_record
+    from .sources import Sources
+
+    devices = device_urls(args.glove, args.imu, dict(args.device or []))
+    simulate: tuple[str, ...] = ()
+    if args.simulate:
+        simulate = tuple(s for s in ("glove", "imu", "camera") if s not in devices and not (s == "camera" and args.camera))
+    if not devices and not simulate and args.camera is None:
+        raise EdgeharError("nothing to record: give --glove/--imu/--device URLs, --camera, or --simulate")
+    protocol = parse_protocol(args.protocol) if args.protocol else []
+    sources = Sources(devices=devices, camera=args.camera, simulate=simulate, transport=args.transport,
+                      seed=args.seed, protocol=protocol or None)
+    run_record(sources, RecordOptions(out=args.out, subject=args.subject, split=args.split, seconds=args.seconds,
+                                      protocol=protocol, activities=args.activities,
+                                      view="headless" if args.headless else "auto"))
     return 0
 
 
@@ -167,6 +341,34 @@ def _simulate_device(args: argparse.Namespace) -> int:
         from ..firmware_bridge.sim.ble_peripheral import serve_ble
 
         serve_ble(args.kind, duration_s=args.seconds, on_ready=lambda info: print(info, flush=True), **options)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..quantize import export_bundle
+
+    result = export_bundle(args.bundle, args.out, args.format, args.precision, calibration=args.calibration,
+                           data=args.data, eval_windows=args.eval_windows, threads=args.threads)
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from ..benchmarks.bench import run_from_args
+
+    if args.export_all:
+        from ..quantize import export_bundle, export_targets
+
+        exported = []
+        for source in args.bundles:
+            for fmt, precision in export_targets():
+                result = export_bundle(source, args.out / "bundles" / f"{source.name}-{fmt}-{precision}", fmt, precision,
+                                       data=args.data, threads=args.threads)
+                print(result.summary(), file=sys.stderr)
+                if result.ok:
+                    exported.append(result.out_dir)
+        args.bundles = [*args.bundles, *exported]
+    run_from_args(args)
     return 0
 
 

@@ -116,7 +116,16 @@ class BenchTable:
 
 # -- one bundle, in its own process ----------------------------------------------------
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """This process's resident high-water mark. Linux: VmHWM, which belongs to the
+    process image; ru_maxrss is not used there because a child inherits its parent's
+    maximum across fork + exec (a driver that exported models first would be counted)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _folder_bytes(folder: Path) -> int:

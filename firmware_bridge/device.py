@@ -202,6 +202,9 @@ class DeviceStream:
     _last_seq: int | None = None  # sequence number of the last block delivered
     _last_t_host: float | None = None  # host time of the last sample delivered
     _resume_seq: int | None = None  # set when a connection ends: compare the next one's first block
+    # device seconds (unwrapped counter) of the samples being delivered; a sink may read it
+    # during its call, e.g. a recorder that keeps device time beside host time
+    last_t_device: np.ndarray | None = None
 
     # -- consumer: decode, check, map, deliver ------------------------------------------------
     def _consume(self, chunk, decoder, transport: Transport) -> None:
@@ -264,6 +267,7 @@ class DeviceStream:
         t_dev = self._dclock.unwrap(block.t_device_us, host_elapsed) + np.arange(n) / float(d.rate_hz)
         t_host = self._map(t_dev, t_arrival, transport)
         values = block.values(d)[:, self._columns]
+        self.last_t_device = t_dev
         self._deliver(t_host, values)
 
     def _consume_csv(self, chunk, decoder: CsvLineDecoder, transport: Transport) -> None:
@@ -283,6 +287,7 @@ class DeviceStream:
         channels, _ = _expected(self.expect)
         if channels:
             values = values[:, [self._csv_channels.index(c) for c in channels]]
+        self.last_t_device = t_dev
         self._deliver(self._map(t_dev, chunk.t_host, transport), values.astype(np.float32, copy=False))
 
     def _map(self, t_dev: np.ndarray, t_arrival: float, transport: Transport) -> np.ndarray:

@@ -11,7 +11,9 @@ trains a wrong model.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +33,10 @@ TIME_FMT = "%.6f"  # host seconds with microsecond resolution
 VALUE_FMT = "%.7g"  # float32 values keep ~7 significant digits
 
 Labels = list[tuple[float, float, str]]
+
+
+class SessionRepairWarning(UserWarning):
+    """A recording that was cut off (crash, kill, power loss) was repaired while reading."""
 
 
 class SessionError(EdgeharError):
@@ -143,17 +149,34 @@ def _json_default(x: object) -> object:
     raise TypeError(f"{type(x).__name__} is not JSON serialisable")
 
 
-def _read_csv(path: Path, header: list[str]) -> np.ndarray:
-    """Rows of a numeric CSV whose first line must be exactly `header`."""
+def _read_csv(path: Path, header: list[str], cut_off: bool = False, optional: str | None = None) -> np.ndarray:
+    """Rows of a numeric CSV whose first line must be exactly `header` (with the
+    `optional` column allowed second; it is dropped). In a recording that was cut off
+    (`cut_off`), a truncated last row is ignored with a warning."""
     if not path.is_file():
         raise SessionError(path, "missing file")
     with open(path) as fh:
         first = fh.readline().strip()
-    if first.split(",") != header:
+        body = fh.read() if cut_off else None
+    names = first.split(",")
+    extra = optional is not None and names == [header[0], optional, *header[1:]]
+    if names != header and not extra:
         raise SessionError(path, f"bad header {first!r}, expected {','.join(header)!r}")
+    width = len(header) + extra  # columns in the file
+    source: object = path
+    if body is not None and body and not body.endswith("\n"):
+        body = body[: body.rfind("\n") + 1]
+        warnings.warn(f"{path}: ignored a truncated last row (the recording was cut off)", SessionRepairWarning, stacklevel=3)
+    if body is not None:
+        source = io.StringIO(body)
     try:
-        data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
-    except ValueError as e:
+        if body is not None and not body.strip():
+            data = np.zeros((0, width))
+        else:
+            cols = [0, *range(2, width)] if extra else None  # the optional column may be empty
+            data = np.loadtxt(source, delimiter=",", skiprows=0 if body is not None else 1, ndmin=2,
+                              dtype=np.float64, usecols=cols)
+    except (ValueError, IndexError) as e:
         raise SessionError(path, f"not numeric CSV ({str(e).splitlines()[0]})") from None
     if data.shape[0] and data.shape[1] != len(header):
         raise SessionError(path, f"{data.shape[1]} columns, header has {len(header)}")
@@ -209,6 +232,9 @@ def read_session(folder: Path | str, streams: tuple[str, ...] | None = None, fra
     if meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
         raise SessionError(meta_path, f"format {meta.get('format')!r} version {meta.get('version')!r}; this reader reads {FORMAT_NAME!r} version {FORMAT_VERSION}")
     all_streams = _meta_field(meta, meta_path, "streams")
+    # a live recording that never closed (crash, kill -9): repair its tail, with a warning
+    recording = meta.get("recording")
+    cut_off = isinstance(recording, dict) and recording.get("complete") is False
     names = tuple(all_streams) if streams is None else streams
     series: dict[str, SensorSeries | FrameSeries] = {}
     for name in names:
@@ -217,14 +243,24 @@ def read_session(folder: Path | str, streams: tuple[str, ...] | None = None, fra
         file = folder / str(_meta_field(meta, meta_path, "streams", name, "file"))
         if kind == "sensor":
             channels = list(_meta_field(meta, meta_path, "streams", name, "channels"))
-            data = _read_csv(file, ["t", *channels])
+            data = _read_csv(file, ["t", *channels], cut_off, optional="t_device")
             _check_times(file, data[:, 0])
             series[name] = SensorSeries(data[:, 0].copy(), data[:, 1:].astype(np.float32), tuple(channels))
         elif kind == "camera":
             stamps_file = folder / str(_meta_field(meta, meta_path, "streams", name, "timestamps"))
-            stamps = _read_csv(stamps_file, ["frame", "t"])
+            stamps = _read_csv(stamps_file, ["frame", "t"], cut_off)
             _check_times(stamps_file, stamps[:, 1])
+            if cut_off and len(stamps) == 0:  # cut off before the first frame
+                w, h = frame_size or (int(info.get("width", 0)), int(info.get("height", 0)))
+                series[name] = FrameSeries(np.zeros(0), np.zeros((0, h, w, 3), np.uint8))
+                continue
             frames = _read_video(file, frame_size)
+            if cut_off and len(frames) != len(stamps):
+                n = min(len(frames), len(stamps))
+                warnings.warn(f"{file}: kept the {n} frames that have both an image and a timestamp "
+                              f"({len(frames)} decoded, {len(stamps)} timestamps; the recording was cut off)",
+                              SessionRepairWarning, stacklevel=2)
+                frames, stamps = frames[:n], stamps[:n]
             if len(frames) != len(stamps):
                 raise SessionError(file, f"{len(frames)} frames decoded but {stamps_file.name} has {len(stamps)} rows")
             want = (info.get("width"), info.get("height"))

@@ -91,12 +91,13 @@ def load_sessions(folder: Path, frame_resize: int | None, name: str) -> Labelled
     folders = [folder] if (folder / "meta.json").is_file() else sorted(p.parent for p in folder.glob("*/meta.json"))
     if not folders:
         raise DataError(f"no sessions (folders with meta.json) under {str(folder)!r}")
-    recordings, stream_specs = [], None
+    recordings, stream_specs, explicit = [], None, False
     for f in folders:
         try:
             session = read_session(f, frame_size=_shrunk_size(f / "meta.json", frame_resize))
         except SessionError as exc:
             raise DataError(str(exc)) from None
+        explicit = explicit or bool(session.meta.get("split"))
         split = session.meta.get("split") or "train"
         if split not in SPLITS:
             raise DataError(f"session {str(f)!r} has split {split!r}; expected one of {SPLITS}")
@@ -107,7 +108,35 @@ def load_sessions(folder: Path, frame_resize: int | None, name: str) -> Labelled
         elif specs != stream_specs:
             raise DataError(f"session {str(f)!r} has other streams than {str(folders[0])!r}")
     labels = tuple(sorted({act for r in recordings for _, _, act in r.labels}))
+    if not explicit:  # e.g. one person's own recordings: no other subject to hold out
+        import sys
+
+        print(f"edgehar: no session under {str(folder)!r} has a split; splitting every labelled bout by time "
+              f"({TIME_SPLIT[0]:.0%} train, {TIME_SPLIT[1]:.0%} val, rest test)", file=sys.stderr)
+        recordings = split_by_time(recordings)
     return LabelledData(name, recordings, stream_specs, _default_modalities(stream_specs), labels, window_s=3.0)
+
+
+# Fractions of each labelled bout for train and val when sessions carry no split; the rest is test.
+TIME_SPLIT = (0.6, 0.2)
+
+
+def split_by_time(recordings: list[LabelledRecording]) -> list[LabelledRecording]:
+    """Within-subject split for sessions recorded without one (`edgehar record` without
+    --split): every labelled bout is cut in time into train / val / test parts, so each
+    activity appears in every split. Evaluation windows stay inside their part; a
+    training window may reach past its part by the training slack (a quarter window)."""
+    out = []
+    for rec in recordings:
+        parts: dict[str, list[tuple[float, float, str]]] = {k: [] for k in SPLITS}
+        for start, end, act in rec.labels:
+            a = start + TIME_SPLIT[0] * (end - start)
+            b = a + TIME_SPLIT[1] * (end - start)
+            parts["train"].append((start, a, act))
+            parts["val"].append((a, b, act))
+            parts["test"].append((b, end, act))
+        out += [LabelledRecording(rec.series, parts[k], rec.subject, k) for k in SPLITS]
+    return out
 
 
 def _stream_specs(meta: dict) -> tuple[StreamSpec, ...]:

@@ -1,0 +1,241 @@
+"""The camera: a thread that reads OpenCV frames and keeps only the newest, with its time.
+
+`--camera` takes what OpenCV takes, chosen once here:
+
+    0, 1, ...                       a V4L2 / system camera by index
+    path/to/video.mp4               a video file, played at its own fps (loops at the end)
+    "nvarguscamerasrc ! ... ! appsink"   a GStreamer pipeline (Jetson CSI cameras); needs
+                                    an OpenCV built with GStreamer (pip wheels are not)
+
+`CameraSource.open()` reads the first frame synchronously, so a camera index that
+does not exist or an unreadable video fails at once with one `CameraError` line. Then
+a thread reads continuously (a driver queue drained as fast as it fills is what keeps
+latency low), stamps each frame with the host monotonic clock at arrival and hands it
+to `sink(name, t (1,), frames (1, H, W, 3))` — the same sink shape the device layer
+uses — and keeps the newest for the display. A camera that stops delivering (unplugged)
+is marked "reconnecting" and reopened every second; its health snapshot has the same
+keys a device stream's has (state, rate_hz, lost_blocks, ...).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import EdgeharError
+
+CONNECTED, RECONNECTING, DOWN = "connected", "reconnecting", "down"
+REOPEN_S = 1.0  # seconds between attempts to reopen a lost camera
+READ_FAILURES = 5  # consecutive failed reads before a live camera counts as lost
+RATE_WINDOW_S = 5.0
+
+Sink = Callable[[str, np.ndarray, np.ndarray], None]
+Opener = Callable[..., "cv2.VideoCapture"]
+
+
+class CameraError(EdgeharError):
+    """A camera cannot be opened or read; carries what was asked for."""
+
+    def __init__(self, spec: str, reason: str):
+        self.spec = spec
+        super().__init__(f"camera {spec!r}: {reason}")
+
+
+def has_gstreamer() -> bool:
+    """Whether this OpenCV build can open GStreamer pipelines."""
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line
+    return False
+
+
+def camera_kind(spec: str) -> str:
+    """'index', 'gstreamer' or 'file'."""
+    text = str(spec).strip()
+    if text.isdigit():
+        return "index"
+    if "!" in text:
+        return "gstreamer"
+    return "file"
+
+
+def _quiet_opencv() -> None:
+    """OpenCV logs its own warnings (e.g. "can't open camera by index") to stderr;
+    our error says it in one line instead."""
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:  # older builds
+        pass
+
+
+class CameraSource:
+    """One camera read by a background thread; see the module docstring."""
+
+    def __init__(self, spec: str | int, sink: Sink | None = None, name: str = "camera",
+                 opener: Opener = cv2.VideoCapture, clock: Callable[[], float] = time.monotonic,
+                 loop_files: bool = True):
+        self.spec = str(spec)
+        self.kind = camera_kind(self.spec)
+        self.name = name
+        self.sink = sink
+        self._opener = opener
+        self._clock = clock
+        self.loop_files = loop_files
+        self.frame_shape: tuple[int, int, int] | None = None
+        self.fps: float = 30.0
+        self.state = DOWN
+        self.frames = 0
+        self.lost = 0  # frames a file had to skip to keep up, or reads that failed
+        self.outages = 0
+        self.last_error = ""
+        self._cap = None
+        self._latest: tuple[float, np.ndarray] | None = None
+        self._lock = threading.Lock()
+        self._rate: deque = deque(maxlen=512)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- opening -------------------------------------------------------------------------
+    def _open_capture(self):
+        _quiet_opencv()
+        if self.kind == "index":
+            return self._opener(int(self.spec))
+        if self.kind == "gstreamer":
+            if not has_gstreamer():
+                raise CameraError(self.spec, "looks like a GStreamer pipeline, but this OpenCV was built without "
+                                  "GStreamer (pip wheels are); install an OpenCV with GStreamer (on Jetson: JetPack's python3-opencv)")
+            return self._opener(self.spec, cv2.CAP_GSTREAMER)
+        if not Path(self.spec).is_file():
+            raise CameraError(self.spec, "no such camera index or video file")
+        return self._opener(self.spec)
+
+    def open(self) -> tuple[int, int, int]:
+        """Open and read one frame; returns its shape (H, W, 3). Raises CameraError."""
+        cap = self._open_capture()
+        if cap is None or not cap.isOpened():
+            what = {"index": "cannot open this camera index (no such device?)",
+                    "gstreamer": "GStreamer could not start the pipeline",
+                    "file": "OpenCV cannot open this file as a video"}[self.kind]
+            raise CameraError(self.spec, what)
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            cap.release()
+            raise CameraError(self.spec, "opened, but no frame could be read" + (" (not a video?)" if self.kind == "file" else ""))
+        frame = _bgr(frame)
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if 1.0 <= fps <= 240.0 else 30.0
+        self.frame_shape = frame.shape
+        self._cap = cap
+        self.state = CONNECTED
+        self._deliver(self._clock(), frame)
+        return frame.shape
+
+    def start(self) -> None:
+        if self._cap is None:
+            self.open()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+        if self.state != DOWN:
+            self.state = DOWN
+
+    # -- the reader thread ---------------------------------------------------------------
+    def _run(self) -> None:
+        failures = 0
+        next_due = self._clock()  # files are paced at their fps
+        while not self._stop.is_set():
+            if self._cap is None:  # lost: try to reopen
+                if self._stop.wait(REOPEN_S):
+                    return
+                try:
+                    cap = self._open_capture()
+                except CameraError as exc:
+                    self.last_error = str(exc)
+                    continue
+                if cap is not None and cap.isOpened():
+                    self._cap, failures = cap, 0
+                    self.state = CONNECTED
+                    next_due = self._clock()
+                continue
+            ok, frame = self._cap.read()
+            if not ok or frame is None:
+                if self.kind == "file" and self.loop_files and self.frames > 0:
+                    self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    ok, frame = self._cap.read()
+                if not ok or frame is None:
+                    failures += 1
+                    if failures >= READ_FAILURES or self.kind == "file":
+                        self._lost("no frames (unplugged?)" if self.kind != "file" else "the video ended")
+                    else:
+                        self._stop.wait(0.02)
+                    continue
+            failures = 0
+            if self.kind == "file":
+                now = self._clock()
+                if now < next_due:
+                    if self._stop.wait(next_due - now):
+                        return
+                next_due = max(next_due + 1.0 / self.fps, self._clock() - 1.0)
+            self._deliver(self._clock(), _bgr(frame))
+
+    def _lost(self, reason: str) -> None:
+        if self.state == CONNECTED:
+            self.outages += 1
+        self.state = RECONNECTING if not (self.kind == "file" and not self.loop_files) else DOWN
+        self.last_error = reason
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+        if self.state == DOWN:
+            self._stop.set()
+
+    def _deliver(self, t: float, frame: np.ndarray) -> None:
+        if self.frame_shape is not None and frame.shape != self.frame_shape:  # replugged at another size
+            frame = cv2.resize(frame, (self.frame_shape[1], self.frame_shape[0]), interpolation=cv2.INTER_AREA)
+        with self._lock:
+            self._latest = (t, frame)
+            self.frames += 1
+            self._rate.append(t)
+        if self.sink is not None:
+            self.sink(self.name, np.array([t]), frame[None])
+
+    # -- reads (any thread) ----------------------------------------------------------------
+    def latest(self) -> tuple[float, np.ndarray] | None:
+        """(host time, BGR frame) of the newest frame, or None before the first."""
+        with self._lock:
+            return self._latest
+
+    def health(self, now: float | None = None) -> dict:
+        """A snapshot with the keys of a device stream's (firmware_bridge.health)."""
+        with self._lock:
+            ts = [t for t in self._rate if t >= (self._rate[-1] if self._rate else 0) - RATE_WINDOW_S]
+            rate = (len(ts) - 1) / (ts[-1] - ts[0]) if len(ts) > 2 and ts[-1] > ts[0] else None
+            last = self._latest[0] if self._latest else None
+        return {"name": self.name, "url": self.spec, "state": self.state, "device": f"camera {self.spec}",
+                "rate_hz": None if rate is None else round(rate, 2), "samples": self.frames, "frames": self.frames,
+                "lost_blocks": self.lost, "crc_errors": 0, "outages": self.outages, "battery_pct": None,
+                "last_sample_t": last, "last_error": self.last_error}
+
+
+def _bgr(frame: np.ndarray) -> np.ndarray:
+    """3-channel uint8 BGR whatever the camera delivers (grey, BGRA)."""
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame

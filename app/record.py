@@ -1,0 +1,235 @@
+"""`edgehar record`: record every stream into a session folder the trainer reads.
+
+Sources are the ones `edgehar live` uses (app.sources): real devices by URL, a camera,
+or the simulated devices (`--simulate`). Everything goes through
+firmware_bridge.recorder.SessionRecorder: each device's samples with host and device
+time, camera frames with their timestamps, stream-health events, labels. It is flushed
+every 0.5 s, so `kill -9` loses at most the last flush.
+
+Labels come from one of:
+- a scripted protocol (`--protocol "neutral:10,hammer:10"` or a file with one
+  `activity seconds` per line): the steps are shown on screen, each labelled as it
+  runs, the recording ends after the last (the way data-collection apps guide a
+  participant). With `--simulate` the simulated person follows the protocol.
+- keys: number keys 1..9 start the activities given by `--activities`, 0 stops
+  (in the window), or a prompt on stdin with `--headless` (type a number or a name;
+  empty line or 0 stops; q ends the recording).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from ..errors import EdgeharError
+from ..firmware_bridge.recorder import SessionRecorder
+from .sources import Sources
+
+HEALTH_POLL_S = 0.2
+
+
+class RecordError(EdgeharError, ValueError):
+    """Bad recording options (protocol, activities, output folder)."""
+
+
+@dataclass
+class RecordOptions:
+    out: Path
+    subject: str = "anonymous"
+    split: str | None = None
+    seconds: float | None = None
+    protocol: list[tuple[str, float]] = field(default_factory=list)
+    activities: tuple[str, ...] = ()
+    view: str = "auto"  # auto | window | headless
+    prompt: bool = True  # headless: read labels from stdin
+    video_fps: float = 10.0
+
+
+def parse_protocol(text: str) -> list[tuple[str, float]]:
+    """'a:10,b:5' or a file with 'activity seconds' per line -> [(activity, seconds)]."""
+    path = Path(text)
+    if path.is_file():
+        items = []
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            parts = line.replace(",", " ").replace(":", " ").split()
+            if len(parts) != 2:
+                raise RecordError(f"{text}: line {i}: expected 'activity seconds', got {line!r}")
+            items.append((parts[0], parts[1]))
+    else:
+        items = []
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            name, sep, secs = part.rpartition(":")
+            if not sep or not name:
+                raise RecordError(f"--protocol: {part!r} is not ACTIVITY:SECONDS (e.g. hammer:10)")
+            items.append((name.strip(), secs.strip()))
+    protocol = []
+    for name, secs in items:
+        try:
+            seconds = float(secs)
+        except ValueError:
+            raise RecordError(f"--protocol: {name}: {secs!r} is not a number of seconds") from None
+        if seconds <= 0:
+            raise RecordError(f"--protocol: {name}: {secs!r} must be > 0 seconds")
+        protocol.append((name, seconds))
+    if not protocol:
+        raise RecordError("--protocol: no steps")
+    return protocol
+
+
+def run_record(sources: Sources, opts: RecordOptions, out: TextIO = sys.stdout,
+               key_source=None) -> SessionRecorder:
+    """Record until --seconds, the protocol's end, q, or Ctrl-C; returns the closed recorder."""
+    from . import display
+
+    if opts.protocol and opts.activities:
+        raise RecordError("give --protocol or --activities, not both")
+    recorder = SessionRecorder(opts.out, subject=opts.subject, split=opts.split,
+                               extra={"protocol": [[a, s] for a, s in opts.protocol] or None,
+                                      "activities": list(opts.activities) or None,
+                                      "simulated": list(sources.simulate) or None})
+    frame_shape = sources.open()
+    sources.add_sink(recorder.sink)  # enqueue only; streams not yet declared are ignored
+    window = None
+    if opts.view in ("auto", "window"):
+        ok, why = display.gui_available()
+        if ok:
+            window = display.WindowView("edgehar record")
+        elif opts.view == "window":
+            raise display.ViewError(f"cannot open a window: {why}")
+        else:
+            print(f"edgehar record: {why}; headless", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        if window is not None:
+            stack.callback(window.close)
+        start = sources.start()
+        stack.callback(sources.stop)
+        for name in sources.names:
+            if name == sources.camera_name:
+                fps = sources.camera.fps if sources.camera is not None else 30.0
+                recorder.add_camera(name, fps, frame_shape[1], frame_shape[0],
+                                    device={"source": sources.camera_spec or "simulated"})
+            else:
+                info = sources.device_info(name)
+                recorder.add_sensor(name, info["channels"], info["rate_hz"], info["units"] or None, info["device"])
+        recorder.start(start)
+        stack.callback(recorder.close)
+        print(f"edgehar record: recording {', '.join(sources.names)} into {opts.out}"
+              + (f"; protocol of {len(opts.protocol)} steps, {sum(s for _, s in opts.protocol):g} s" if opts.protocol else ""),
+              file=out, flush=True)
+        quit_event = threading.Event()
+        if window is None and opts.prompt and not opts.protocol and opts.activities:
+            _start_prompt(recorder, opts.activities, quit_event, out)
+        state = display.ViewState(title="edgehar record", subtitle=str(opts.out), recording=True,
+                                  activity_keys=opts.activities)
+        step_ends = []
+        t = start
+        for activity, seconds in opts.protocol:
+            t += seconds
+            step_ends.append(t)
+        step = -1
+        end = start + opts.seconds if opts.seconds else (step_ends[-1] if step_ends else None)
+        last_health: dict[str, dict] = {}
+        next_poll = next_frame = start
+        with contextlib.suppress(KeyboardInterrupt):
+            while not quit_event.is_set():
+                now = time.monotonic()
+                if recorder.error is not None:
+                    raise recorder.error
+                failure = sources.failure()
+                if failure is not None:
+                    raise failure
+                if end is not None and now >= end:
+                    break
+                if opts.protocol:  # the step due now
+                    due = next((i for i, e in enumerate(step_ends) if now < e), len(step_ends))
+                    if due != step:
+                        step_start = start if due == 0 else step_ends[due - 1]
+                        if due < len(opts.protocol):
+                            recorder.start_label(opts.protocol[due][0], step_start)
+                            print(f"edgehar record: t={step_start - start:6.1f}s  now: {opts.protocol[due][0]} "
+                                  f"for {opts.protocol[due][1]:g} s", file=out, flush=True)
+                        else:
+                            recorder.stop_label(step_start)
+                        step = due
+                if now >= next_poll:
+                    last_health = _health_events(recorder, sources.health(), last_health, now)
+                    next_poll = now + HEALTH_POLL_S
+                if window is not None and now >= next_frame:
+                    _record_state(state, sources, recorder, opts, step, start, last_health)
+                    window.show(display.render_view(state))
+                    key = window.poll_key() if key_source is None else key_source()
+                    _handle_key(key, recorder, opts.activities, quit_event)
+                    next_frame = now + 1.0 / opts.video_fps
+                elif key_source is not None:
+                    _handle_key(key_source(), recorder, opts.activities, quit_event)
+                time.sleep(0.02)
+    rec = recorder
+    counts = ", ".join(f"{s.name} {s.rows} {'frames' if s.kind == 'camera' else 'samples'}" for s in rec.streams.values())
+    print(f"edgehar record: wrote {opts.out} ({rec._newest:.1f} s: {counts}; {len(rec._labels)} labels)", file=out)
+    return rec
+
+
+def _handle_key(key: str, recorder: SessionRecorder, activities: tuple[str, ...], quit_event: threading.Event) -> None:
+    if not key:
+        return
+    if key == "q":
+        quit_event.set()
+    elif key in ("0", " "):
+        recorder.stop_label(time.monotonic())
+    elif key.isdigit() and 1 <= int(key) <= len(activities):
+        recorder.start_label(activities[int(key) - 1], time.monotonic())
+
+
+def _start_prompt(recorder: SessionRecorder, activities: tuple[str, ...], quit_event: threading.Event, out: TextIO) -> None:
+    """Headless labelling: one line per change on stdin."""
+    menu = "  ".join(f"{i + 1}={a}" for i, a in enumerate(activities))
+    print(f"edgehar record: type a number or name to start an activity ({menu}); empty or 0 stops; q ends",
+          file=out, flush=True)
+
+    def loop() -> None:
+        for line in sys.stdin:
+            text = line.strip()
+            if text in activities:
+                recorder.start_label(text, time.monotonic())
+            elif text == "q":
+                quit_event.set()
+                return
+            else:
+                _handle_key(text or "0", recorder, activities, quit_event)
+            print(f"edgehar record: labelling {recorder.current_label or 'nothing'}", file=out, flush=True)
+
+    threading.Thread(target=loop, name="label-prompt", daemon=True).start()
+
+
+def _health_events(recorder: SessionRecorder, health: dict[str, dict], last: dict[str, dict], now: float) -> dict[str, dict]:
+    """Record what changed since the last snapshot: state, lost blocks, battery."""
+    for name, h in health.items():
+        before = last.get(name, {})
+        if h.get("state") != before.get("state"):
+            recorder.event(now, name, h.get("state", "?"), h.get("last_error", "") if h.get("state") != "connected" else "")
+        lost = (h.get("lost_blocks") or 0) - (before.get("lost_blocks") or 0)
+        if before and lost > 0:
+            recorder.event(now, name, "lost_blocks", str(lost))
+        if h.get("battery_pct") is not None and h.get("battery_pct") != before.get("battery_pct"):
+            recorder.event(now, name, "battery_pct", str(h["battery_pct"]))
+    return health
+
+
+def _record_state(state, sources: Sources, recorder: SessionRecorder, opts: RecordOptions, step: int,
+                  start: float, health: dict[str, dict]) -> None:
+    now = time.monotonic()
+    state.now = now - start
+    latest = sources.latest_frame()
+    state.frame = None if latest is None else latest[1]
+    state.health = health
+    state.label = recorder.current_label
+    state.banner = "REC"
+    state.protocol = [(a, s, "done" if i < step else "now" if i == step else "next") for i, (a, s) in enumerate(opts.protocol)]

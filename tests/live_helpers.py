@@ -1,0 +1,40 @@
+"""Helpers shared by the live-view, live and record tests (not a test module)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgehar.app.manifest import Manifest, ModalitySpec, StreamSpec
+from edgehar.firmware_bridge.sim.devices import GLOVE_CHANNELS, IMU_CHANNELS
+
+_BUNDLES: dict[tuple, Path] = {}
+
+
+def sim_manifest(window_s: float = 1.0, streams: tuple[str, ...] = ("camera", "glove", "imu"),
+                 labels: tuple[str, ...] = ("neutral", "hammer", "screwdriver")) -> Manifest:
+    """The input contract of a model over the simulated devices."""
+    specs = {"camera": StreamSpec("camera", "camera", 30.0), "glove": StreamSpec("glove", "sensor", 100.0, GLOVE_CHANNELS),
+             "imu": StreamSpec("imu", "sensor", 100.0, IMU_CHANNELS)}
+    mods = {"camera": ModalitySpec("rgb", "camera", "frames"), "glove": ModalitySpec("glove", "glove", "gaf", GLOVE_CHANNELS),
+            "imu": ModalitySpec("imu", "imu", "gaf", IMU_CHANNELS)}
+    return Manifest(streams=tuple(specs[s] for s in streams), modalities=tuple(mods[s] for s in streams), labels=labels,
+                    window_s=window_s, hop_s=0.25, num_segments=3, gaf_k=16, model="mmtsa_tiny")
+
+
+def tiny_bundle(root: Path, window_s: float = 1.0, streams: tuple[str, ...] = ("camera", "glove", "imu")) -> Path:
+    """An untrained mmtsa_tiny bundle (seconds to write; predictions need no accuracy here), cached per process."""
+    key = (window_s, streams)
+    if key not in _BUNDLES or not (_BUNDLES[key] / "manifest.json").is_file():
+        import torch
+        from dataclasses import replace
+
+        from edgehar.models.bundle import write_bundle
+        from edgehar.models.registry import create_model
+
+        torch.manual_seed(0)
+        manifest = sim_manifest(window_s, streams)
+        model = create_model("mmtsa_tiny", input_shapes=manifest.input_shapes(), num_classes=len(manifest.labels))
+        manifest = replace(manifest, model_config=model.config.to_dict())
+        folder = root / f"bundle-{window_s:g}-{'-'.join(streams)}"
+        _BUNDLES[key] = write_bundle(folder, model, manifest)
+    return _BUNDLES[key]
