@@ -9,32 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from ..benchmarks.bench import add_arguments as bench_arguments
 from ..errors import EdgeharError
+from .argtypes import positive_float, positive_int, probability
 from ..quantize.formats import FORMATS, PRECISIONS
-
-
-def _number(kind: type, ok: Callable[[float], bool], rule: str) -> Callable[[str], float]:
-    """An argparse type: parse `kind` and check it, with a one-line reason."""
-
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"{text!r} must be {rule}")
-        return value
-
-    return parse
-
-
-_positive_float = _number(float, lambda v: v > 0, "> 0")
-_positive_int = _number(int, lambda v: v > 0, "> 0")
-_probability = _number(float, lambda v: 0.0 <= v <= 1.0, "within [0, 1]")
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -54,10 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = verbs.add_parser("demo", help="run the live path on simulated devices (no hardware needed)")
     demo.add_argument("--model", type=Path, metavar="BUNDLE",
                       help="bundle folder to run (default: the cached default MMTSA, trained on first use)")
-    demo.add_argument("--seconds", type=_positive_float, metavar="S", help="stop after S seconds (default: run until Ctrl-C)")
+    demo.add_argument("--seconds", type=positive_float, metavar="S", help="stop after S seconds (default: run until Ctrl-C)")
     demo.add_argument("--json", type=Path, metavar="PATH", help="write one JSON line per prediction, with the simulated truth")
     demo.add_argument("--seed", type=int, default=0, help="seed of the simulated world (default 0)")
-    demo.add_argument("--threads", type=_positive_int, metavar="N", help="inference threads (default: the runtime's)")
+    demo.add_argument("--threads", type=positive_int, metavar="N", help="inference threads (default: the runtime's)")
     demo.add_argument("--transport", choices=("serial", "ble"), default="serial",
                       help="how the simulated glove and IMU reach the app: a pty read with pyserial (default) "
                            "or BLE via bleak and an emulated BlueZ")
@@ -77,9 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="any other stream of the bundle by name")
     live.add_argument("--camera", metavar="INDEX|PATH|PIPELINE",
                       help="camera index, video file, or GStreamer pipeline (needs an OpenCV built with GStreamer)")
-    live.add_argument("--seconds", type=_positive_float, metavar="S", help="stop after S seconds (default: until q / Ctrl-C)")
+    live.add_argument("--seconds", type=positive_float, metavar="S", help="stop after S seconds (default: until q / Ctrl-C)")
     live.add_argument("--json", metavar="PATH", help="write one JSON line per prediction")
-    live.add_argument("--threads", type=_positive_int, metavar="N", help="inference threads (default: the runtime's)")
+    live.add_argument("--threads", type=positive_int, metavar="N", help="inference threads (default: the runtime's)")
     live.add_argument("--check", action="store_true", help="validate config, devices, camera and bundle, then exit")
     _add_view_options(live, defaults=False)
     live.set_defaults(run=_live)
@@ -101,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument("--subject", default="anonymous", help="who is recorded (default 'anonymous')")
     record.add_argument("--split", choices=("train", "val", "test"),
                         help="split of this session (default none: the trainer splits each bout by time)")
-    record.add_argument("--seconds", type=_positive_float, metavar="S", help="stop after S seconds (default: protocol end / q / Ctrl-C)")
+    record.add_argument("--seconds", type=positive_float, metavar="S", help="stop after S seconds (default: protocol end / q / Ctrl-C)")
     record.add_argument("--headless", action="store_true", help="no window: label with a prompt on stdin")
     record.set_defaults(run=_record)
 
@@ -113,18 +93,18 @@ def _parser() -> argparse.ArgumentParser:
                        help="train on these modalities only (default: all the data has)")
     train.add_argument("--ablation", action="store_true",
                        help="also train each modality alone and write ablation.md (the paper's table)")
-    train.add_argument("--epochs", type=_positive_int, help="training epochs")
-    train.add_argument("--batch-size", type=_positive_int, help="batch size")
-    train.add_argument("--windows-per-bout", type=_positive_int, metavar="N",
+    train.add_argument("--epochs", type=positive_int, help="training epochs")
+    train.add_argument("--batch-size", type=positive_int, help="batch size")
+    train.add_argument("--windows-per-bout", type=positive_int, metavar="N",
                        help="random training windows drawn per labelled bout per epoch")
-    train.add_argument("--lr", type=_positive_float, help="peak learning rate")
-    train.add_argument("--segments", type=_positive_int, dest="num_segments", help="N sparse segments per window")
-    train.add_argument("--gaf-k", type=_positive_int, dest="gaf_k", help="K samples per GAF window")
+    train.add_argument("--lr", type=positive_float, help="peak learning rate")
+    train.add_argument("--segments", type=positive_int, dest="num_segments", help="N sparse segments per window")
+    train.add_argument("--gaf-k", type=positive_int, dest="gaf_k", help="K samples per GAF window")
     train.add_argument("--gaf-scaling", choices=("window", "range"), dest="gaf_scaling",
                        help="rescale GAF windows per window (official MMTSA) or over ranges calibrated on the training data")
-    train.add_argument("--window", type=_positive_float, dest="window_s", metavar="S", help="observation window (s)")
+    train.add_argument("--window", type=positive_float, dest="window_s", metavar="S", help="observation window (s)")
     train.add_argument("--seed", type=int, help="random seed")
-    train.add_argument("--threads", type=_positive_int, metavar="N", help="torch threads (default: all cores)")
+    train.add_argument("--threads", type=positive_int, metavar="N", help="torch threads (default: all cores)")
     train.add_argument("--out", default="runs/train", help="output folder (bundle/, metrics.json, confusion.csv)")
     train.set_defaults(run=_train)
 
@@ -132,8 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     what = sim.add_subparsers(dest="what", required=True, metavar="WHAT")
     dataset = what.add_parser("dataset", help="write a simulated multi-subject data set in the session format")
     dataset.add_argument("--out", type=Path, required=True, help="folder to write the sessions into")
-    dataset.add_argument("--subjects", type=_positive_int, default=10, help="number of subjects (default 10)")
-    dataset.add_argument("--repeats", type=_positive_int, default=3, help="bouts of each activity per subject (default 3)")
+    dataset.add_argument("--subjects", type=positive_int, default=10, help="number of subjects (default 10)")
+    dataset.add_argument("--repeats", type=positive_int, default=3, help="bouts of each activity per subject (default 3)")
     dataset.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     dataset.set_defaults(run=_simulate_dataset)
     for kind in ("glove", "imu"):
@@ -143,10 +123,10 @@ def _parser() -> argparse.ArgumentParser:
         link.add_argument("--ble", action="store_true",
                           help="as a BLE peripheral on an emulated BlueZ (prints the D-Bus address to export)")
         dev.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-        dev.add_argument("--seconds", type=_positive_float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
+        dev.add_argument("--seconds", type=positive_float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
         dev.add_argument("--drift-ppm", type=float, metavar="PPM", help="device clock drift (default: random within ±100)")
-        dev.add_argument("--loss", type=_probability, default=0.0, metavar="P", help="probability of dropping a block")
-        dev.add_argument("--corrupt", type=_probability, default=0.0, metavar="P", help="probability of corrupting a frame")
+        dev.add_argument("--loss", type=probability, default=0.0, metavar="P", help="probability of dropping a block")
+        dev.add_argument("--corrupt", type=probability, default=0.0, metavar="P", help="probability of corrupting a frame")
         dev.add_argument("--format", choices=("binary", "csv"), default="binary",
                          help="wire format (--serial only): binary protocol v1 or CSV lines")
         dev.set_defaults(run=_simulate_device, kind=kind)
@@ -157,11 +137,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=[f.name for f in FORMATS], help="target format")
     export.add_argument("--precision", default="fp32", choices=PRECISIONS, help="fp32 (default) or int8 (PT2E static)")
     export.add_argument("--out", type=Path, required=True, help="folder of the new bundle")
-    export.add_argument("--calibration", type=_positive_int, default=256, metavar="N",
+    export.add_argument("--calibration", type=positive_int, default=256, metavar="N",
                         help="training windows used to calibrate int8 (default 256)")
     export.add_argument("--data", metavar="SOURCE", help="data the windows come from (default: the bundle's own)")
-    export.add_argument("--eval-windows", type=_positive_int, metavar="N", help="cap on held-out windows for the fidelity check")
-    export.add_argument("--threads", type=_positive_int, metavar="N", help="threads when running the exported model")
+    export.add_argument("--eval-windows", type=positive_int, metavar="N", help="cap on held-out windows for the fidelity check")
+    export.add_argument("--threads", type=positive_int, metavar="N", help="threads when running the exported model")
     export.set_defaults(run=_export)
 
     bench = verbs.add_parser("bench", help="one table: bundle x format x precision -> accuracy, latency per stage, "
@@ -183,10 +163,10 @@ def _add_view_options(p: argparse.ArgumentParser, defaults: bool = True) -> None
     p.add_argument("--headless", action="store_true", help="no window: a live terminal view (the default without a display)")
     p.add_argument("--window", action="store_true", help="require a window (fail if none can be opened)")
     p.add_argument("--save-video", type=Path, metavar="PATH", help="write the annotated view to a video (.mp4/.avi; works headless)")
-    p.add_argument("--video-fps", type=_positive_float, default=d(10.0), metavar="FPS", help="frames per second of the view / video (default 10)")
+    p.add_argument("--video-fps", type=positive_float, default=d(10.0), metavar="FPS", help="frames per second of the view / video (default 10)")
     p.add_argument("--smoothing", choices=("majority", "ema", "none"), default=d("majority"),
                    help="how the shown label is smoothed over hops (default majority; raw results stay in the log)")
-    p.add_argument("--smoothing-k", type=_positive_int, default=d(5), metavar="K", help="hops the smoothing spans (default 5)")
+    p.add_argument("--smoothing-k", type=positive_int, default=d(5), metavar="K", help="hops the smoothing spans (default 5)")
     p.add_argument("--no-thumbnails", action="store_true", help="start with the GAF / frame thumbnails hidden")
     p.add_argument("--snapshot", type=Path, metavar="PNG", help="write the view at the end as an image (works headless)")
 

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from ..app.argtypes import non_negative_float, positive_float, positive_int
 from ..app.manifest import Manifest, ManifestError
 from ..errors import EdgeharError
 from .meters import EnergyMeter, MeterError, meter_from_spec
@@ -515,49 +516,22 @@ def _spec_of(meter: EnergyMeter, asked: str) -> str:
 
 
 # -- command line ------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The `edgehar bench` options (app/cli.py adds them to its verb)."""
     p.add_argument("bundles", nargs="+", type=Path, metavar="BUNDLE", help="bundle folders to measure (any format)")
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="folder for bench.md, bench.json, bench.png")
-    p.add_argument("--runs", type=_positive_int, default=200,
+    p.add_argument("--runs", type=positive_int, default=200,
                    help="at least this many timed single-stream queries per bundle (default 200), and one per test window")
-    p.add_argument("--max-runs", type=_positive_int, default=2000, help="stop here even if p90 is not stable (default 2000)")
+    p.add_argument("--max-runs", type=positive_int, default=2000, help="stop here even if p90 is not stable (default 2000)")
     p.add_argument("--warmup", type=int, default=20, help="untimed queries first (default 20)")
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="inference threads (default: the runtime's)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="inference threads (default: the runtime's)")
     p.add_argument("--data", metavar="SOURCE", help="test data for every bundle (default: each manifest's metrics.data)")
     energy = p.add_mutually_exclusive_group()
     energy.add_argument("--meter", default="auto",
                         help="auto (default), none, rapl, ina3221[:RAIL], battery or nvml")
-    energy.add_argument("--energy-estimate", type=_positive_float, metavar="WATTS",
+    energy.add_argument("--energy-estimate", type=positive_float, metavar="WATTS",
                         help="no meter here: ESTIMATE energy as process CPU time x WATTS (labelled 'estimate')")
-    p.add_argument("--idle-s", type=_non_negative_float, default=0.0, metavar="S",
+    p.add_argument("--idle-s", type=non_negative_float, default=0.0, metavar="S",
                    help="measure idle power for S seconds first and also report energy above idle")
     p.add_argument("--no-dense", dest="dense", action="store_false",
                    help="skip MMTSA sparse-vs-dense segments (needs torch and an eager bundle)")

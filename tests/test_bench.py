@@ -11,24 +11,13 @@ import pytest
 from edgehar.benchmarks.bench import STAGES, BenchTable, BundleResult, compare_rows, dense_segments, run_bench
 from edgehar.benchmarks.report import JSON_NAME, MARKDOWN_NAME, PLOT_NAME, plot_points, read_json, to_markdown
 from edgehar.app.manifest import Manifest
-from edgehar.firmware_bridge.sim.world import generate_dataset
-from edgehar.models.train import TrainConfig, train
 
 RUNS = 12  # a few queries: the tests check structure, not speed
 
 
 @pytest.fixture(scope="module")
-def sessions(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sessions")
-    generate_dataset(folder, subjects=5, repeats=1, bout_s=4.0, seed=3, progress=False)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def bundle(sessions, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    cfg = TrainConfig(data=str(sessions), model="mmtsa_tiny", epochs=1, windows_per_bout=2, out=str(out), threads=2)
-    metrics = train(cfg, progress=False)
+def bundle(trained):
+    out, metrics = trained  # conftest: mmtsa_tiny on the tiny simulated sessions
     return out / "bundle", metrics
 
 

@@ -10,24 +10,7 @@ import pytest
 
 from edgehar.app.backends import BundleError, load_bundle
 from edgehar.app.demo import run_demo
-from edgehar.firmware_bridge.sim.world import generate_dataset
 from edgehar.models.datasets import WindowSampler, load_data
-from edgehar.models.train import TrainConfig, train
-
-
-@pytest.fixture(scope="module")
-def sessions(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sessions")
-    generate_dataset(folder, subjects=5, repeats=1, bout_s=4.0, seed=3, progress=False)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def trained(sessions, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    cfg = TrainConfig(data=str(sessions), model="mmtsa_tiny", epochs=2, windows_per_bout=2, out=str(out), threads=2)
-    metrics = train(cfg, progress=False)
-    return out, metrics
 
 
 def test_train_writes_a_bundle_whose_runtime_reproduces_the_test_figures(sessions, trained):

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
