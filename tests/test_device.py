@@ -1,7 +1,6 @@
 """The device layer on its own: sim:// devices, an injected flaky transport, health, errors."""
 
 import asyncio
-import time
 
 import numpy as np
 import pytest
@@ -14,15 +13,7 @@ from edgehar.firmware_bridge.sim.firmware import sim_descriptor
 from edgehar.firmware_bridge.transport import (
     Chunk, ConnectionLost, DeviceNotFoundError, Transport, register_transport,
 )
-
-
-def wait_for(cond, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
+from waiting import wait_for
 
 
 def test_sim_devices_stream_with_their_own_clocks():

@@ -11,6 +11,7 @@ from edgehar.firmware_bridge.device import DescriptorMismatchError, DeviceHub
 from edgehar.firmware_bridge.sim.devices import GLOVE_CHANNELS, IMU_CHANNELS
 from edgehar.firmware_bridge.sim.firmware import FirmwarePlayer, PtyFirmware, serve_serial
 from edgehar.firmware_bridge.transport import DeviceNotFoundError, TransportError, open_transport
+from waiting import wait_for
 
 GLOVE = StreamSpec("glove", "sensor", 100.0, GLOVE_CHANNELS)
 IMU = StreamSpec("imu", "sensor", 100.0, IMU_CHANNELS)
@@ -30,15 +31,6 @@ class Collect:
 
     def values(self, name):
         return np.concatenate([v for _, v in self.blocks[name]])
-
-
-def wait_for(cond, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def sent(fw, fates=("sent",)):
