@@ -154,15 +154,21 @@ def _missing_runtime(runtime: str, extra: str, exc: ImportError) -> str:
 BACKENDS = {"eager": EagerBackend, "executorch": ExecuTorchBackend, "litert": LiteRTBackend}
 
 
-def load_bundle(folder: str | Path, num_threads: int | None = None) -> tuple[Manifest, Backend]:
-    """Read a bundle's manifest and open its model with the backend the manifest names."""
+def read_manifest(folder: str | Path) -> Manifest:
+    """A bundle folder's manifest; BundleError (one line) when the folder or manifest is bad."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BundleError(f"bundle {str(folder)!r} is not a folder")
     try:
-        manifest = Manifest.load(folder)
+        return Manifest.load(folder)
     except ManifestError as exc:
         raise BundleError(f"bad manifest in bundle {str(folder)!r}: {exc}") from None
+
+
+def load_bundle(folder: str | Path, num_threads: int | None = None) -> tuple[Manifest, Backend]:
+    """Read a bundle's manifest and open its model with the backend the manifest names."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
     backend_cls = BACKENDS.get(manifest.format)
     if backend_cls is None:
         raise BundleError(f"bundle format {manifest.format!r} is not supported (known: {sorted(BACKENDS)})")

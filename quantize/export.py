@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from ..app.manifest import MANIFEST_NAME, Manifest, ManifestError
+from ..app.backends import BundleError, read_manifest
+from ..app.manifest import MANIFEST_NAME, Manifest
 from ..errors import EdgeharError
 from .formats import ExportFormat, check_precision, get_format
 
@@ -150,7 +151,7 @@ def export_bundle(source: str | Path, out_dir: str | Path, format: str, precisio
         result.export["seconds"] = round(time.perf_counter() - started, 1)
         result.size_bytes = model_path.stat().st_size
 
-        from ..app.backends import BACKENDS, BundleError
+        from ..app.backends import BACKENDS
 
         try:
             backend = BACKENDS[fmt.name](model_path, num_threads=threads)
@@ -188,12 +189,10 @@ def export_bundle(source: str | Path, out_dir: str | Path, format: str, precisio
 
 
 def _load_source(source: Path) -> tuple[Manifest, Path]:
-    if not source.is_dir():
-        raise ExportError(f"source bundle {str(source)!r} is not a folder")
     try:
-        manifest = Manifest.load(source)
-    except ManifestError as exc:
-        raise ExportError(f"bad manifest in source bundle {str(source)!r}: {exc}") from None
+        manifest = read_manifest(source)
+    except BundleError as exc:
+        raise ExportError(f"source {exc}") from None
     if manifest.format != "eager":
         raise ExportError(f"source bundle {str(source)!r} is format {manifest.format!r}; "
                           "export starts from an eager (trained) bundle")
