@@ -72,8 +72,10 @@ def run_streams(devs, seconds, speed=1.0, expect=None, settle=0.3, **hub_kw):
 
 def test_binary_end_to_end_values_order_count_and_clock(devices):
     glove, imu = devices("glove", seed=1, drift_ppm=90.0), devices("imu", seed=2, drift_ppm=-70.0)
-    # 11 s of device time at 2x: clock accuracy is judged on what arrives after 10 s
-    sink, health, _ = run_streams({"glove": glove, "imu": imu}, 11.0, speed=2.0, expect={"glove": GLOVE, "imu": IMU})
+    # 11 s at real rate: clock accuracy is judged on what arrives after 10 s. Not faster: the
+    # pty's minimum latency cannot be observed by any clock fit (latency is one-sided), and at
+    # 2x it counts double in device time -- under CPU load that floor alone reached 0.75 ms.
+    sink, health, _ = run_streams({"glove": glove, "imu": imu}, 11.0, speed=1.0, expect={"glove": GLOVE, "imu": IMU})
     for name, dev in (("glove", glove), ("imu", imu)):
         blocks = sent(dev.firmware)
         truth_t = np.concatenate([b.t_true for b in blocks])
