@@ -26,7 +26,11 @@ GAF_KINDS = ("summation", "difference")
 # "window": rescale each channel over the K samples of the window (official MMTSA code).
 # "range": rescale over fixed per-channel [lo, hi] (calibrated sensor ranges).
 GAF_SCALINGS = ("window", "range")
-MODALITY_TYPES = ("gaf", "frames")
+# "gaf": sensor windows imaged as GAF, (N, C, K, K); "series": the same K-sample windows
+# rescaled to [-1, 1] and fed raw, (N, C, K), for models whose paper reads raw sequences
+# (recurrent and 1-D conv encoders); "frames": camera frames, (N, 3, crop, crop).
+MODALITY_TYPES = ("gaf", "series", "frames")
+SENSOR_TYPES = ("gaf", "series")
 
 
 class ManifestError(EdgeharError, ValueError):
@@ -54,9 +58,9 @@ class ModalitySpec:
 
     name: str  # e.g. "rgb", "glove", "imu"
     stream: str  # StreamSpec.name it reads from
-    type: str  # "gaf" (sensor windows -> GAF images) or "frames" (camera frames)
-    channels: tuple[str, ...] = ()  # for "gaf": subset of the stream's channels, in order
-    # for "gaf" with scaling "range": per-channel (lo, hi) used to rescale to [-1, 1]
+    type: str  # one of MODALITY_TYPES: "gaf", "series" (sensor windows) or "frames" (camera)
+    channels: tuple[str, ...] = ()  # for sensor types: subset of the stream's channels, in order
+    # for sensor types with scaling "range": per-channel (lo, hi) used to rescale to [-1, 1]
     ranges: tuple[tuple[float, float], ...] = ()
 
 
@@ -70,7 +74,7 @@ class Manifest:
     window_s: float = 3.0  # observation window the model sees
     hop_s: float = 0.25  # live: one prediction every hop
     num_segments: int = 3  # N sparse segments per window (MMTSA sec. 3.2)
-    gaf_k: int = 32  # K samples per GAF window -> K x K images
+    gaf_k: int = 32  # K samples per sensor window (-> K x K GAF images, or K raw values for "series")
     gaf_kind: str = "summation"
     gaf_scaling: str = "window"
     frame_resize: int = 72  # resize the frame's short side to this many pixels ...
@@ -99,11 +103,13 @@ class Manifest:
         return tuple(m.name for m in self.modalities)
 
     def input_shapes(self) -> tuple[tuple[int, ...], ...]:
-        """Per-modality input shape without the batch axis: (N, C, H, W)."""
+        """Per-modality input shape without the batch axis: (N, C, H, W), or (N, C, K) for "series"."""
         shapes = []
         for m in self.modalities:
             if m.type == "frames":
                 shapes.append((self.num_segments, 3, self.frame_crop, self.frame_crop))
+            elif m.type == "series":
+                shapes.append((self.num_segments, len(m.channels), self.gaf_k))
             else:
                 shapes.append((self.num_segments, len(m.channels), self.gaf_k, self.gaf_k))
         return tuple(shapes)
@@ -199,8 +205,8 @@ def _validate(m: Manifest) -> None:
         if mod.type == "frames":
             check(stream.kind == "camera", f"{where}.stream", f"'frames' needs a camera stream, {mod.stream!r} is {stream.kind}")
         else:
-            check(stream.kind == "sensor", f"{where}.stream", f"'gaf' needs a sensor stream, {mod.stream!r} is {stream.kind}")
-            check(len(mod.channels) > 0, f"{where}.channels", "a 'gaf' modality needs channels")
+            check(stream.kind == "sensor", f"{where}.stream", f"{mod.type!r} needs a sensor stream, {mod.stream!r} is {stream.kind}")
+            check(len(mod.channels) > 0, f"{where}.channels", f"a {mod.type!r} modality needs channels")
             missing = [c for c in mod.channels if c not in stream.channels]
             check(not missing, f"{where}.channels", f"{missing} not in stream {mod.stream!r} channels {list(stream.channels)}")
             if m.gaf_scaling == "range":

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from .backbone import BackboneConfig, MobileNetV2Backbone, Stage
+from .modality import modality_keep_mask, presence
 from .registry import ConfigMixin, register_model
 
 Shape = tuple[int, int, int, int]  # (N, C, H, W) of one modality, without the batch axis
@@ -130,21 +131,14 @@ class MMTSA(nn.Module):
             )
             B, N, C, H, W = x.shape
             x = x.reshape(B * N, C, H, W)  # segments share F(.; W^j): fold N into the batch
-            present = (x.abs().amax(dim=(1, 2, 3)) > 0).to(x.dtype)  # (B*N,) 0 for an all-zero image
+            present = presence(x)  # (B*N,) 0 for an all-zero image
             f = backbone(x) * present[:, None]  # (B*N, d), zero block for a missing input
             feats.append(f.reshape(B, N, -1))  # (B, N, d)
         y = torch.stack(feats, dim=2)  # (B, N, M, d)
         if self.training and cfg.modality_dropout > 0:
-            y = y * self._modality_keep_mask(y.shape[0], y.dtype, y.device)
+            keep = modality_keep_mask(y.shape[0], cfg.num_modalities, cfg.modality_dropout, y.device, y.dtype)
+            y = y * keep[:, None, :, None]  # (B, 1, M, 1): whole modality blocks, all segments
         return y.flatten(2)  # (B, N, M*d)
-
-    def _modality_keep_mask(self, batch: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """(B, 1, M, 1) of 0/1: drop each modality w.p. modality_dropout, keep >= 1 per sample."""
-        M = self.config.num_modalities
-        keep = torch.rand(batch, M, device=device) >= self.config.modality_dropout  # (B, M)
-        rescue = nn.functional.one_hot(torch.randint(M, (batch,), device=device), M).bool()  # (B, M)
-        keep = keep | (rescue & ~keep.any(dim=1, keepdim=True))
-        return keep.to(dtype)[:, None, :, None]
 
     def forward_with_attention(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, num_classes) and the segment attention weights alpha (B, N) of eq. 8."""

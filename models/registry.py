@@ -13,8 +13,8 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from importlib import import_module
-from dataclasses import asdict, fields
-from typing import Any, Callable, TypeVar
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, ClassVar, TypeVar
 
 from torch import nn
 
@@ -46,13 +46,31 @@ class ModelConfigError(EdgeharError, ValueError):
         super().__init__(f"{config_class}: unknown key(s) {unknown} (known: {known})")
 
 
+@dataclass(frozen=True)
+class InputRecipe:
+    """How the trainer feeds a model family when the user does not say otherwise.
+
+    Written into the bundle manifest at training time (modality types, N, K, scaling),
+    so the runtime builds exactly these inputs from the manifest alone.
+    """
+
+    sensor_type: str = "gaf"  # what sensor modalities become: "gaf" images or raw "series"
+    num_segments: int = 3  # N segments per observation window
+    k: int = 32  # K samples per sensor window
+    # "window": per-window min-max (official MMTSA); "range": calibrated per-channel ranges,
+    # which keeps amplitude -- what a model reading raw series needs
+    scaling: str = "window"
+
+
 class ConfigMixin:
-    """`to_dict()` / `from_dict()` for a model config dataclass.
+    """`to_dict()` / `from_dict()` for a model config dataclass, and the family's `input_recipe`.
 
     JSON turns tuples into lists, so `from_dict` turns every list back into a tuple
     (configs hold only scalars and nested tuples). Unknown keys raise, so a misspelt key
     in a manifest never falls back to a default silently.
     """
+
+    input_recipe: ClassVar[InputRecipe] = InputRecipe()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]

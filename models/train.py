@@ -22,12 +22,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..app.manifest import Manifest, ModalitySpec
+from ..app.manifest import SENSOR_TYPES, Manifest, ModalitySpec
 from .bundle import write_bundle
 from .datasets import DataError, LabelledData, LabelledRecording, WindowSampler, load_data
 from .flops import count_macs
 from .metrics import classification_metrics
-from .registry import create_model
+from .registry import create_model, model_config_class
 
 
 @dataclass
@@ -37,11 +37,12 @@ class TrainConfig:
     modalities: tuple[str, ...] = ()  # subset of the data's modalities by name; () = all
     window_s: float | None = None  # None: the data source's default
     hop_s: float = 0.25  # live hop written to the manifest
-    num_segments: int = 3  # N (MMTSA uses 3)
-    gaf_k: int = 32  # K samples per GAF window
-    # "window": rescale each GAF window over its own K samples (official MMTSA code);
+    # None below: the model family's InputRecipe (models/registry.py) decides
+    num_segments: int | None = None  # N segments per window (MMTSA uses 3)
+    gaf_k: int | None = None  # K samples per sensor window
+    # "window": rescale each sensor window over its own K samples (official MMTSA code);
     # "range": over per-channel ranges calibrated on the training split (keeps amplitude)
-    gaf_scaling: str = "window"
+    gaf_scaling: str | None = None
     epochs: int = 30
     batch_size: int = 32
     lr: float = 3e-3  # AdamW peak learning rate, one-cycle schedule
@@ -55,15 +56,21 @@ class TrainConfig:
 
 
 def build_manifest(data: LabelledData, cfg: TrainConfig) -> Manifest:
-    """The input contract for this run: data streams + chosen modalities + pipeline constants."""
-    modalities = data.modalities
+    """The input contract for this run: data streams + chosen modalities + pipeline constants.
+
+    Sensor modalities take the type the model family reads (its InputRecipe: GAF images
+    or raw series); N, K and the scaling come from `cfg` where given, else the recipe.
+    """
+    recipe = model_config_class(cfg.model).input_recipe
+    scaling = cfg.gaf_scaling or recipe.scaling
+    modalities = tuple(replace(m, type=recipe.sensor_type) if m.type in SENSOR_TYPES else m for m in data.modalities)
     if cfg.modalities:
         known = [m.name for m in data.modalities]
         unknown = [m for m in cfg.modalities if m not in known]
         if unknown:
             raise DataError(f"unknown modality {unknown[0]!r} for data {data.name!r} (known: {', '.join(known)})")
-        modalities = tuple(m for m in data.modalities if m.name in cfg.modalities)
-    if cfg.gaf_scaling == "range":
+        modalities = tuple(m for m in modalities if m.name in cfg.modalities)
+    if scaling == "range":
         modalities = tuple(_calibrated(m, data.split("train")) for m in modalities)
     used_streams = {m.stream for m in modalities}
     return Manifest(
@@ -72,9 +79,9 @@ def build_manifest(data: LabelledData, cfg: TrainConfig) -> Manifest:
         labels=data.labels,
         window_s=cfg.window_s or data.window_s,
         hop_s=cfg.hop_s,
-        num_segments=cfg.num_segments,
-        gaf_k=cfg.gaf_k,
-        gaf_scaling=cfg.gaf_scaling,
+        num_segments=cfg.num_segments or recipe.num_segments,
+        gaf_k=cfg.gaf_k or recipe.k,
+        gaf_scaling=scaling,
         model=cfg.model,
     )
 
@@ -82,7 +89,7 @@ def build_manifest(data: LabelledData, cfg: TrainConfig) -> Manifest:
 def _calibrated(modality: ModalitySpec, recordings: list[LabelledRecording]) -> ModalitySpec:
     """Per-channel (lo, hi) from the training recordings' 0.5 / 99.5 percentiles, so a
     rare spike does not squash every other window; values outside are clipped."""
-    if modality.type != "gaf":
+    if modality.type not in SENSOR_TYPES:
         return modality
     values = np.concatenate([r.series[modality.stream].select(modality.channels) for r in recordings])
     lo, hi = np.percentile(values, [0.5, 99.5], axis=0)
@@ -134,32 +141,65 @@ class _EvalSet:
         self.inputs, self.labels = windows.inputs(windows.eval_windows)
 
 
+@dataclass(frozen=True)
+class LossContext:
+    """What a model's own `training_loss` may need beyond its inputs and labels."""
+
+    loss_fn: nn.Module  # the trainer's cross-entropy (label smoothing applied)
+    class_weights: torch.Tensor  # (num_classes,) inverse class frequency of the training bouts, mean 1
+
+
 def _fit(model: nn.Module, train_set: WindowSampler, val_set: _EvalSet | None, cfg: TrainConfig, progress: bool) -> nn.Module:
+    """Optimise the model, one AdamW + one-cycle schedule per training stage.
+
+    Models may opt into two hooks (both optional, so a plain classifier needs neither):
+    - `training_stages(epochs) -> [(name, epochs), ...]` with `set_training_stage(name)`:
+      staged training, e.g. CAM's stage 1 (modality encoders) then stage 2 (fusion).
+      Each stage gets a fresh optimiser over the parameters that require grad then.
+    - `training_loss(inputs, labels, ctx: LossContext) -> loss`: a loss other than
+      cross-entropy of `forward` (auxiliary heads, class-weighted margins).
+    The checkpoint kept is the best validation epoch of the last stage (earlier stages
+    may not train the final head, so their validation accuracy says nothing).
+    """
+    stages = model.training_stages(cfg.epochs) if hasattr(model, "training_stages") else [("main", cfg.epochs)]
     steps_per_epoch = math.ceil(len(train_set.bouts) * cfg.windows_per_bout / cfg.batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.2)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    counts = np.bincount([c for *_, c in train_set.bouts], minlength=len(train_set.manifest.labels)).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(counts), 0.0)
+    ctx = LossContext(loss_fn, torch.tensor(weights / weights[counts > 0].mean(), dtype=torch.float32))
     best_state, best_acc = None, -1.0
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=f"train {cfg.model}", unit="batch", disable=not progress)
-    for epoch in range(cfg.epochs):
-        model.train()
-        items = train_set.epoch(cfg.windows_per_bout)
-        for b in range(0, len(items), cfg.batch_size):
-            arrays, labels = train_set.inputs(items[b : b + cfg.batch_size])
-            logits = model(*(torch.from_numpy(a) for a in arrays))
-            loss = loss_fn(logits, torch.from_numpy(labels))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
-        if val_set is not None:
-            acc = float(np.mean(predict(model, val_set.inputs) == val_set.labels))
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", val_acc=f"{acc:.3f}")
-            if acc >= best_acc:
-                best_acc, best_state = acc, copy.deepcopy(model.state_dict())
+    bar = tqdm(total=sum(e for _, e in stages) * steps_per_epoch, desc=f"train {cfg.model}", unit="batch", disable=not progress)
+    for si, (stage, epochs) in enumerate(stages):
+        if hasattr(model, "set_training_stage"):
+            model.set_training_stage(stage)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=epochs * steps_per_epoch, pct_start=0.2)
+        last_stage = si == len(stages) - 1
+        for epoch in range(epochs):
+            model.train()
+            items = train_set.epoch(cfg.windows_per_bout)
+            for b in range(0, len(items), cfg.batch_size):
+                arrays, labels = train_set.inputs(items[b : b + cfg.batch_size])
+                inputs, target = tuple(torch.from_numpy(a) for a in arrays), torch.from_numpy(labels)
+                if hasattr(model, "training_loss"):
+                    loss = model.training_loss(inputs, target, ctx)
+                else:
+                    loss = loss_fn(model(*inputs), target)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                bar.update(1)
+                bar.set_postfix(stage=stage, epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
+            if val_set is not None and last_stage:
+                acc = float(np.mean(predict(model, val_set.inputs) == val_set.labels))
+                bar.set_postfix(stage=stage, epoch=epoch + 1, loss=f"{loss.item():.3f}", val_acc=f"{acc:.3f}")
+                if acc >= best_acc:
+                    best_acc, best_state = acc, copy.deepcopy(model.state_dict())
     bar.close()
+    if hasattr(model, "set_training_stage"):
+        model.set_training_stage(stages[-1][0])
     if best_state is not None:
         model.load_state_dict(best_state)
     return model.eval()

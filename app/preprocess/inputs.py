@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..manifest import Manifest, ModalitySpec
+from ..manifest import SENSOR_TYPES, Manifest, ModalitySpec
 from .frames import FrameTransform
-from .gaf import gaf_images
+from .gaf import gaf_images, rescale
 from .sampling import SegmentSampler, nearest_frames, sensor_windows
 from ...firmware_bridge.series import FrameSeries, SensorSeries
 
@@ -55,8 +55,8 @@ def build_inputs(
     arrays, present = [], []
     for m, shape in zip(manifest.modalities, manifest.input_shapes()):
         s = series.get(m.stream)
-        if m.type == "gaf":
-            arr = _gaf_input(manifest, m, s, times, t0, t1, timings)
+        if m.type in SENSOR_TYPES:
+            arr = _sensor_input(manifest, m, s, times, t0, t1, timings)
         else:
             frame_transform = frame_transform or FrameTransform.from_manifest(manifest)
             arr = _frame_input(m, s, times, t0, t1, frame_transform, timings)
@@ -66,7 +66,7 @@ def build_inputs(
     return ModelInputs(tuple(arrays), tuple(present), times, timings)
 
 
-def _gaf_input(
+def _sensor_input(
     manifest: Manifest,
     m: ModalitySpec,
     s: SensorSeries | FrameSeries | None,
@@ -75,7 +75,9 @@ def _gaf_input(
     t1: float,
     timings: dict[str, float],
 ) -> np.ndarray | None:
-    """(N, C, K, K) GAF images of the modality's channels, or None if the stream is silent."""
+    """(N, C, K, K) GAF images ("gaf") or (N, C, K) windows rescaled to [-1, 1] ("series") of
+    the modality's channels, or None if the stream is silent. Both scale the same way
+    (manifest.gaf_scaling), so the two types differ only in the imaging step."""
     if s is None:
         return None
     if not isinstance(s, SensorSeries):
@@ -89,8 +91,11 @@ def _gaf_input(
     lo = hi = None
     if manifest.gaf_scaling == "range":
         lo, hi = np.asarray(m.ranges, dtype=np.float64).T  # (C,) each
-    images = gaf_images(windows, manifest.gaf_kind, lo, hi, out="float32")  # (N, C, K, K)
-    timings["gaf"] += time.perf_counter() - tic
+    if m.type == "series":
+        images = rescale(windows, lo, hi).astype(np.float32)  # (N, C, K)
+    else:
+        images = gaf_images(windows, manifest.gaf_kind, lo, hi, out="float32")  # (N, C, K, K)
+    timings["gaf"] += time.perf_counter() - tic  # the "gaf" stage: sensor windows -> model input
     return images
 
 

@@ -1,0 +1,76 @@
+"""Recurrent layers written as `nn.Linear` cells unrolled over a fixed number of steps.
+
+Why not `nn.LSTM`: it neither fuses nor quantizes on the edge runtimes (shared/FACTS.md:
+under ExecuTorch it splits into ~20 XNNPACK pieces with ops left outside and PT2E int8
+leaves its body fp32; LiteRT's static int8 quantizer crashes on `nn.GRU`). A cell made
+of `nn.Linear` + elementwise gates, unrolled over the static number of steps, exports
+with `torch.export` as one graph that lowers to a single delegate and quantizes.
+
+The input projection of every step is one Linear call over (B, T, in) before the loop
+(one big GEMM instead of T small ones); only the recurrent projection runs per step.
+Gate order and equations are the standard LSTM (Hochreiter & Schmidhuber, with forget
+gate; the same as `nn.LSTM`):
+
+    i, f, g, o = split(W_x x_t + b + W_h h_{t-1})
+    c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
+    h_t = sigmoid(o) * tanh(c_t)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LSTMCell(nn.Module):
+    """One LSTM step; `input_proj` is applied to a whole sequence by the caller (see module doc)."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.input_proj = nn.Linear(input_size, 4 * hidden_size)  # W_x, b
+        self.hidden_proj = nn.Linear(hidden_size, 4 * hidden_size, bias=False)  # W_h
+        with torch.no_grad():  # forget-gate bias 1: remember by default early in training (Jozefowicz et al. 2015)
+            self.input_proj.bias.zero_()
+            self.input_proj.bias[hidden_size : 2 * hidden_size] = 1.0
+
+    def step(self, xp: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """xp: the projected input W_x x_t + b, (B, 4H); returns the new (h, c), each (B, H)."""
+        i, f, g, o = (xp + self.hidden_proj(h)).chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+
+class LSTM(nn.Module):
+    """Unrolled (optionally bidirectional) LSTM: (B, T, in) -> outputs (B, T, dirs*H).
+
+    The state starts at zero, as `nn.LSTM` without hx. Bidirectional concatenates
+    [forward, backward] per step, as `nn.LSTM(bidirectional=True)` does.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bidirectional: bool = False):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.forward_cell = LSTMCell(input_size, hidden_size)
+        self.backward_cell = LSTMCell(input_size, hidden_size) if bidirectional else None
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size * (2 if self.backward_cell is not None else 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.run(self.forward_cell, x, reverse=False)
+        if self.backward_cell is None:
+            return out
+        return torch.cat([out, self.run(self.backward_cell, x, reverse=True)], dim=-1)
+
+    def run(self, cell: LSTMCell, x: torch.Tensor, reverse: bool) -> torch.Tensor:
+        """One direction over all T steps: (B, T, in) -> (B, T, H), outputs in input order."""
+        B, T, _ = x.shape
+        xp = cell.input_proj(x)  # (B, T, 4H), every step's input projection at once
+        h = c = x.new_zeros(B, self.hidden_size)
+        outs: list[torch.Tensor] = [h] * T
+        for t in (range(T - 1, -1, -1) if reverse else range(T)):
+            h, c = cell.step(xp[:, t], h, c)
+            outs[t] = h
+        return torch.stack(outs, dim=1)
