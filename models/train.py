@@ -240,18 +240,20 @@ def _write_reports(out: Path, metrics: dict[str, Any], labels: tuple[str, ...]) 
     (out / "confusion.csv").write_text("\n".join(rows) + "\n")
 
 
-def train_ablation(cfg: TrainConfig, progress: bool = True) -> list[dict[str, Any]]:
+def train_ablation(cfg: TrainConfig, data: LabelledData | None = None, progress: bool = True) -> list[dict[str, Any]]:
     """The paper's modality ablation: all modalities, then each one alone, same recipe.
     Writes `ablation.md` (and `ablation.json`) in `cfg.out`; each run's bundle lands in
-    its own sub-folder."""
-    data = load_data(cfg.data, frame_resize=Manifest.frame_resize, progress=progress)
+    its own sub-folder. Returns one row per run, the fused run first."""
+    if data is None:
+        data = load_data(cfg.data, frame_resize=Manifest.frame_resize, progress=progress)
     names = list(cfg.modalities) or [m.name for m in data.modalities]
     runs = [("+".join(names), tuple(names))] + [(n, (n,)) for n in names] if len(names) > 1 else [(names[0], tuple(names))]
     results = []
     for label, mods in runs:
         run_cfg = replace(cfg, modalities=mods, out=str(Path(cfg.out) / label.replace("+", "_")))
         metrics = train(run_cfg, data=data, progress=progress)
-        results.append({"modalities": label, **{k: metrics[k] for k in ("accuracy", "macro_f1", "params", "macs")}})
+        keys = ("accuracy", "macro_f1", "params", "macs", "train_seconds", "accuracy_without")
+        results.append({"modalities": label, **{k: metrics[k] for k in keys if k in metrics}})
     lines = [
         f"# {cfg.model} modality ablation on `{data.name}` (cross-subject test windows)",
         "",
