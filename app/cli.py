@@ -1,4 +1,4 @@
-"""`edgehar` command line: one verb per job (demo, live, record, train, simulate, models).
+"""`edgehar` command line: one verb per job (demo, live, record, train, evaluate, simulate, export, bench, models).
 
 Verbs import what they need when they run, so `edgehar --help` and the runtime verbs
 start without torch. Errors a user can cause (`EdgeharError`) print one line and exit
@@ -93,20 +93,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="train on these modalities only (default: all the data has)")
     train.add_argument("--ablation", action="store_true",
                        help="also train each modality alone and write ablation.md (the paper's table)")
-    train.add_argument("--epochs", type=positive_int, help="training epochs")
-    train.add_argument("--batch-size", type=positive_int, help="batch size")
-    train.add_argument("--windows-per-bout", type=positive_int, metavar="N",
-                       help="random training windows drawn per labelled bout per epoch")
-    train.add_argument("--lr", type=positive_float, help="peak learning rate")
-    train.add_argument("--segments", type=positive_int, dest="num_segments", help="N sparse segments per window")
-    train.add_argument("--gaf-k", type=positive_int, dest="gaf_k", help="K samples per GAF window")
-    train.add_argument("--gaf-scaling", choices=("window", "range"), dest="gaf_scaling",
-                       help="rescale GAF windows per window (official MMTSA) or over ranges calibrated on the training data")
-    train.add_argument("--window", type=positive_float, dest="window_s", metavar="S", help="observation window (s)")
-    train.add_argument("--seed", type=int, help="random seed")
-    train.add_argument("--threads", type=positive_int, metavar="N", help="torch threads (default: all cores)")
+    _add_recipe_args(train)
     train.add_argument("--out", default="runs/train", help="output folder (bundle/, metrics.json, confusion.csv)")
     train.set_defaults(run=_train)
+
+    evaluate = verbs.add_parser("evaluate", help="train every model fused and on each modality alone; write the ablation table")
+    evaluate.add_argument("--data", default="sim", metavar="SOURCE", help="'sim' (default), 'basicmotions', or a folder of sessions")
+    evaluate.add_argument("--models", type=_names, default=(), metavar="A,B",
+                          help="registered model names (default: the papers' models and the baselines)")
+    _add_recipe_args(evaluate)
+    evaluate.add_argument("--out", default="runs/evaluate", help="output folder (evaluation.md, evaluation.json, one folder per run)")
+    evaluate.set_defaults(run=_evaluate)
 
     sim = verbs.add_parser("simulate", help="simulated devices and data")
     what = sim.add_subparsers(dest="what", required=True, metavar="WHAT")
@@ -279,14 +276,34 @@ def _record(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
+def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
+    """The training recipe flags `train` and `evaluate` share; unset ones keep TrainConfig's / the model's defaults."""
+    parser.add_argument("--epochs", type=positive_int, help="training epochs")
+    parser.add_argument("--batch-size", type=positive_int, help="batch size")
+    parser.add_argument("--windows-per-bout", type=positive_int, metavar="N",
+                       help="random training windows drawn per labelled bout per epoch")
+    parser.add_argument("--lr", type=positive_float, help="peak learning rate")
+    parser.add_argument("--segments", type=positive_int, dest="num_segments", help="N sparse segments per window (default: the model's recipe)")
+    parser.add_argument("--gaf-k", type=positive_int, dest="gaf_k", help="K samples per sensor window (default: the model's recipe)")
+    parser.add_argument("--gaf-scaling", choices=("window", "range"), dest="gaf_scaling",
+                       help="rescale sensor windows per window (official MMTSA) or over ranges calibrated on the training data (default: the model's recipe)")
+    parser.add_argument("--window", type=positive_float, dest="window_s", metavar="S", help="observation window (s)")
+    parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument("--threads", type=positive_int, metavar="N", help="torch threads (default: all cores)")
+
+
+def _recipe(args: argparse.Namespace, cfg):
+    """`cfg` (a TrainConfig) with the recipe flags the user gave."""
     from dataclasses import replace
 
+    given = {k: getattr(args, k) for k in ("epochs", "batch_size", "windows_per_bout", "lr", "num_segments", "gaf_k", "gaf_scaling", "window_s", "seed", "threads")}
+    return replace(cfg, **{k: v for k, v in given.items() if v is not None})
+
+
+def _train(args: argparse.Namespace) -> int:
     from ..models.train import TrainConfig, train, train_ablation
 
-    given = {k: getattr(args, k) for k in ("epochs", "batch_size", "windows_per_bout", "lr", "num_segments", "gaf_k", "gaf_scaling", "window_s", "seed", "threads")}
-    cfg = replace(TrainConfig(data=args.data, model=args.model, modalities=args.modalities, out=args.out),
-                  **{k: v for k, v in given.items() if v is not None})
+    cfg = _recipe(args, TrainConfig(data=args.data, model=args.model, modalities=args.modalities, out=args.out))
     if args.ablation:
         train_ablation(cfg)
         print(Path(args.out, "ablation.md").read_text())
@@ -294,6 +311,19 @@ def _train(args: argparse.Namespace) -> int:
         m = train(cfg)
         print(f"test accuracy {100 * m['accuracy']:.1f}%  macro-F1 {100 * m['macro_f1']:.1f}%  "
               f"({m['test_windows']} windows; bundle in {Path(args.out, 'bundle')})")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ..models.evaluate import evaluate_models
+    from ..models.registry import ModelNotFoundError, list_models
+    from ..models.train import TrainConfig
+
+    for name in args.models:
+        if name not in list_models():
+            raise ModelNotFoundError(name, list_models())
+    evaluate_models(_recipe(args, TrainConfig(data=args.data, out=args.out)), models=tuple(args.models))
+    print(Path(args.out, "evaluation.md").read_text())
     return 0
 
 
