@@ -42,8 +42,9 @@ class SeriesEncoder(nn.Module):
         self.proj = nn.Linear(cin, feature_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x.unsqueeze(2))  # (B, C', 1, K')
-        return self.proj(x.mean(dim=(2, 3)))  # (B, d)
+        # reshape, not unsqueeze, and a keepdim mean: the forms XNNPACK delegates (measured)
+        x = self.features(x.reshape(x.shape[0], x.shape[1], 1, x.shape[2]))  # (B, C', 1, K')
+        return self.proj(x.mean(dim=(2, 3), keepdim=True).flatten(1))  # (B, d)
 
 
 class SegmentEncoder(nn.Module):

@@ -8,6 +8,10 @@ with `torch.export` as one graph that lowers to a single delegate and quantizes.
 
 The input projection of every step is one Linear call over (B, T, in) before the loop
 (one big GEMM instead of T small ones); only the recurrent projection runs per step.
+Steps and gates are taken with slices, the first step starts from no state instead of
+zero tensors: `select`, `chunk` (split_with_sizes) and `zeros` are ops XNNPACK does not
+take, and each split the LSTM into more delegate pieces (8 for one small BiLSTM, measured);
+written this way a BiLSTM lowers to a single piece with nothing left outside.
 Gate order and equations are the standard LSTM (Hochreiter & Schmidhuber, with forget
 gate; the same as `nn.LSTM`):
 
@@ -34,10 +38,16 @@ class LSTMCell(nn.Module):
             self.input_proj.bias.zero_()
             self.input_proj.bias[hidden_size : 2 * hidden_size] = 1.0
 
-    def step(self, xp: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """xp: the projected input W_x x_t + b, (B, 4H); returns the new (h, c), each (B, H)."""
-        i, f, g, o = (xp + self.hidden_proj(h)).chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    def step(
+        self, xp: torch.Tensor, h: torch.Tensor | None = None, c: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """xp: the projected input W_x x_t + b, (B, 4H); returns the new (h, c), each (B, H).
+        h = c = None is the zero initial state (W_h 0 and f * 0 are skipped, not computed)."""
+        assert (h is None) == (c is None), "pass both h and c, or neither for the zero state"
+        z = xp if h is None else xp + self.hidden_proj(h)
+        H = self.hidden_size
+        i, f, g, o = (z[:, k * H : (k + 1) * H] for k in range(4))  # slices, not chunk (module doc)
+        c = torch.sigmoid(i) * torch.tanh(g) if c is None else torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         return torch.sigmoid(o) * torch.tanh(c), c
 
 
@@ -66,11 +76,11 @@ class LSTM(nn.Module):
 
     def run(self, cell: LSTMCell, x: torch.Tensor, reverse: bool) -> torch.Tensor:
         """One direction over all T steps: (B, T, in) -> (B, T, H), outputs in input order."""
-        B, T, _ = x.shape
+        T = x.shape[1]
         xp = cell.input_proj(x)  # (B, T, 4H), every step's input projection at once
-        h = c = x.new_zeros(B, self.hidden_size)
-        outs: list[torch.Tensor] = [h] * T
+        h = c = None  # the zero state
+        outs: list[torch.Tensor] = []
         for t in (range(T - 1, -1, -1) if reverse else range(T)):
-            h, c = cell.step(xp[:, t], h, c)
-            outs[t] = h
-        return torch.stack(outs, dim=1)
+            h, c = cell.step(xp[:, t : t + 1].flatten(1), h, c)  # a slice, not a select (module doc)
+            outs.append(h)
+        return torch.stack(outs[::-1] if reverse else outs, dim=1)

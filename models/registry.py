@@ -103,7 +103,7 @@ def register_model(name: str, config_class: type) -> Callable[[F], F]:
 
 # The project's model families: imported (and so registered) on the first registry
 # lookup, so `import edgehar.models` stays cheap. Add a family's module name here.
-FAMILIES = ("mmtsa", "baselines")
+FAMILIES = ("mmtsa", "cam", "mmixer", "nonlocal_fusion", "resatt", "baselines")
 
 
 def _import_families() -> None:
