@@ -164,7 +164,7 @@ def test_bad_input_is_one_line_and_non_zero(bundle, glove_and_imu, video, tmp_pa
         "bad_video": [*base, "--glove", g, "--imu", i, "--camera", str(tmp_path / "x.mp4")],
         "gstreamer": [*base, "--glove", g, "--imu", i, "--camera", "videotestsrc ! appsink"],
         "no_imu": [*base, "--glove", g, "--camera", str(video)],
-        "wrong_device": [*base, "--glove", i, "--imu", i, "--camera", str(video)],  # an IMU where the glove should be
+        "wrong_device": [*base, "--glove", i, "--imu", g, "--camera", str(video)],  # glove and IMU swapped
         "no_camera": [*base, "--glove", g, "--imu", i],
         "bad_config": [*base, "--config", str(tmp_path / "c.toml")],
     }[case]
