@@ -203,13 +203,13 @@ class MutualAidRNN(nn.Module):
             new_h, new_c = [], []
             for v in range(M):
                 hv, cv = self.cells[v].step(_step(xp[v], t), h[v], c[v])  # eq. 2.6
-                mixed = wt[:, v : v + 1] * cv  # z'^v c^v
+                # eqs. 2.8, 2.10: c'' = z'^v c + sum_u z'^u (G_{u->v} * c) = c * (z'^v + sum_u z'^u G_{u->v})
+                mix = wt[:, v : v + 1]
                 for i, (u, target) in enumerate(self.pairs):
                     if target == v:
-                        gate = self.collaborators[i].gate(_step(gx[i], t), h[v])  # G_{u->v}, eq. 2.7
-                        mixed = mixed + wt[:, u : u + 1] * (gate * cv)  # z'^u c'_{u->v}, eqs. 2.8, 2.10
+                        mix = mix + wt[:, u : u + 1] * self.collaborators[i].gate(_step(gx[i], t), h[v])  # eq. 2.7
                 new_h.append(hv)
-                new_c.append(mixed)  # c''_t^v: the state step t + 1 continues from
+                new_c.append(cv * mix)  # c''_t^v: the state step t + 1 continues from
                 outs[v].append(hv)
             h, c = new_h, new_c
         return [torch.stack(o, dim=1) for o in outs]

@@ -202,10 +202,9 @@ class NonLocalPair(nn.Module):
         self.g = nn.Linear(y_channels, embed_dim)
         self.h = nn.Linear(embed_dim, x_channels)
 
-    # torch.bmm, not @: a 3-D @ exports as expand + bmm and the expand stays outside XNNPACK
-
     def attention(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """f(x_i, y_j) / C(x_i, y) of eq. 3-4: (B, P, Q), each row a distribution over y's positions."""
+        # torch.bmm, not @: a 3-D @ exports as expand + bmm and the expand stays outside XNNPACK
         return torch.softmax(torch.bmm(self.theta(x), self.phi(y).transpose(1, 2)), dim=-1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -233,6 +232,8 @@ class NonLocalFusion(nn.Module):
 
 
 class NonLocalFusionNet(nn.Module):
+    """One branch per modality, eq. 6 for each leading modality, mean-pool, FC (see module docstring)."""
+
     def __init__(self, config: NonLocalFusionConfig):
         super().__init__()
         self.config = config
@@ -276,7 +277,8 @@ class NonLocalFusionNet(nn.Module):
         """M tensors (B, N, C, H, W) or (B, N, C, K), in config order -> logits (B, num_classes)."""
         # mean over positions as a 4-D (B, c, P, 1) keepdim global pool: the mean form XNNPACK delegates
         pooled = [z.transpose(1, 2)[..., None].mean(dim=(2, 3), keepdim=True).flatten(1) for z in self.fused(*inputs)]
-        return self.head(pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=1))  # (B, len(leads) * c)
+        # (B, len(leads) * c); no cat of a single tensor: XNNPACK leaves a one-input cat outside
+        return self.head(pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=1))
 
     def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
         """Random inputs with the config's shapes: the same ones export, tests and benchmarks use."""

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-import edgehar.models.nonlocal_fusion  # noqa: F401  (registers the family)
 from edgehar.models import create_model
+# importing the family module registers nonlocal_fusion / nonlocal_fusion_tiny
 from edgehar.models.nonlocal_fusion import NonLocalFusion, NonLocalFusionConfig, NonLocalPair, SeriesBranch
 
 IMG, SER, SER2 = (2, 3, 16, 16), (2, 4, 8), (2, 6, 8)  # image, series, another series (tiny)
