@@ -1,28 +1,49 @@
 # Two entry points on a fresh clone, each creating the venv it needs:
 #   make demo   - install edgehar with training support and run the live demo
-#   make test   - install edgehar with test tools and run the test suite
+#   make test   - install edgehar with test tools (+ xvfb, xdotool) and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 DEMO_ARGS ?= --seconds 60 --json demo.jsonl
 
-.PHONY: demo test clean
+.PHONY: demo test gui-test-tools clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 
+# opencv-python (OpenCV with its window) replaced opencv-python-headless. Both install the
+# cv2 package, so a venv made before the switch drops both (the headless wheel and the cv2
+# files they share) and the install that follows puts opencv-python back whole.
+DROP_HEADLESS_OPENCV = if $(VENV)/bin/pip show --quiet opencv-python-headless >/dev/null 2>&1; then \
+	$(VENV)/bin/pip uninstall --quiet -y opencv-python-headless opencv-python; fi
+
 $(VENV)/.train: pyproject.toml | $(VENV)/bin/python
+	$(DROP_HEADLESS_OPENCV)
 	$(VENV)/bin/pip install --quiet -e '.[train]'
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(VENV)/bin/python
+	$(DROP_HEADLESS_OPENCV)
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
 demo: $(VENV)/.train
 	$(VENV)/bin/edgehar demo $(DEMO_ARGS)
 
-test: $(VENV)/.dev
+# The window tests open OpenCV's real window on a virtual X display (Debian's xvfb) and
+# press its keys (xdotool); installed here when missing (CI runs as root on Debian).
+gui-test-tools:
+	@missing=""; for tool in Xvfb xdotool; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "make test: the window tests need$$missing (Debian packages xvfb, xdotool) and there is no apt-get here: install them, then rerun" >&2; exit 1; fi; \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "make test: the window tests need$$missing: run 'sudo apt-get install -y xvfb xdotool' (not root, so not installing them)" >&2; exit 1; fi; \
+	  echo "make test: installing xvfb and xdotool (missing:$$missing)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb xdotool >/dev/null || exit 1; \
+	fi
+
+test: $(VENV)/.dev gui-test-tools
 	$(VENV)/bin/python -m pytest -q
 
 clean:

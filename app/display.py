@@ -26,7 +26,9 @@ lines otherwise).
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,7 @@ import cv2
 import numpy as np
 
 from ..errors import EdgeharError
+from .config import VIEWS
 
 VIEW_SIZE = (1280, 720)  # (w, h)
 TRACE_SECONDS = 5.0
@@ -304,21 +307,61 @@ def _status(img, s: ViewState, y, w):
     if lat:
         stages = " | ".join(f"{k} {lat[k]:.1f}" for k in ("sampling", "gaf", "frames", "inference") if k in lat)
         _text(img, f"latency ms: {stages} | total {lat.get('total', 0):.1f}", (16, y + 40), 0.48, TEXT)
-    _text(img, KEYS_HELP, (w - _text_width(KEYS_HELP, 0.45) - 12, y + 40), 0.45, DIM)
+    keys = KEYS_HELP if not s.recording else ("1-9 start activity  0 stop  " if s.activity_keys else "") + "q end recording"
+    _text(img, keys, (w - _text_width(keys, 0.45) - 12, y + 40), 0.45, DIM)
 
 
 # --------------------------------------------------------------------------- views
 
 
+# A child process opens and closes one window on the display: OpenCV's Qt (or GTK) build
+# aborts the whole process when the display it is given cannot be reached.
+_PROBE = "import cv2; cv2.namedWindow('edgehar-probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
+_PROBE_TIMEOUT_S = 15.0
+
+
 def gui_available() -> tuple[bool, str]:
     """(True, "") when a window can be opened; else (False, why). Checked before any
-    cv2.imshow: without a display OpenCV's Qt build aborts the whole process."""
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    cv2.imshow: where OpenCV's GUI cannot reach the display it aborts the whole process
+    (a Qt fatal error, not a Python exception), so a display that is named but cannot be
+    reached (a stale DISPLAY, Wayland without XWayland) is tried in a child process."""
+    x11 = not sys.platform.startswith(("win32", "darwin"))
+    x_display, wayland = os.environ.get("DISPLAY", ""), os.environ.get("WAYLAND_DISPLAY", "")
+    if x11 and not (x_display or wayland):
         return False, "no display (DISPLAY is not set)"
     for line in cv2.getBuildInformation().splitlines():
         if line.strip().startswith("GUI:") and line.split(":", 1)[1].strip().upper() == "NONE":
             return False, "this OpenCV has no GUI (opencv-python-headless); install opencv-python for a window"
-    return True, ""
+    return _probe_display(x_display, wayland) if x11 else (True, "")
+
+
+@functools.lru_cache(maxsize=8)
+def _probe_display(x_display: str, wayland: str) -> tuple[bool, str]:
+    """Open a window on this display in a child process (about 0.3 s); cached per display."""
+    shown = x_display or f"wayland {wayland}"
+    try:
+        probe = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
+                               timeout=_PROBE_TIMEOUT_S, env={**os.environ, **_qt_env()})
+    except subprocess.TimeoutExpired:
+        return False, f"display {shown!r} did not answer within {_PROBE_TIMEOUT_S:g} s"
+    if probe.returncode == 0:
+        return True, ""
+    lines = [l.strip() for l in probe.stderr.splitlines() if l.strip()]
+    detail = next((l for l in lines if "display" in l.lower()), lines[0] if lines else f"exit status {probe.returncode}")
+    return False, f"cannot use display {shown!r} ({detail})"
+
+
+def _qt_env() -> dict[str, str]:
+    """opencv-python points Qt at a font folder its wheel does not ship (QT_QPA_FONTDIR, set
+    when cv2 is imported), and Qt then warns about it on stderr at every font lookup; a
+    system font folder instead keeps the window's start quiet."""
+    current = os.environ.get("QT_QPA_FONTDIR")
+    if current is None or os.path.isdir(current):
+        return {}
+    for folder in ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype", "/usr/share/fonts"):
+        if os.path.isdir(folder):
+            return {"QT_QPA_FONTDIR": folder}
+    return {}
 
 
 class WindowView:
@@ -329,7 +372,9 @@ class WindowView:
         if not ok:
             raise ViewError(f"cannot open a window: {why}")
         self.title = title
-        cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        os.environ.update(_qt_env())  # read when the first window creates Qt's application
+        # resizable, keeping the aspect; no Qt toolbar (pan / zoom), which would shrink the view
+        cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         cv2.resizeWindow(title, *VIEW_SIZE)
 
     def show(self, image: np.ndarray) -> None:
@@ -351,6 +396,25 @@ class WindowView:
             cv2.destroyWindow(self.title)
         except cv2.error:
             pass
+
+
+def open_window(view: str, title: str) -> tuple[WindowView | None, str]:
+    """The window of a run whose view is `view` (config.VIEWS), or (None, why there is none).
+
+    "headless": no window. "auto": a window where one can be opened, else None and the
+    reason, which the caller prints as a one-line notice before going on headless.
+    "window": a window, or a ViewError saying why not (the user asked for one).
+    """
+    if view not in VIEWS:
+        raise ViewError(f"view {view!r} is not one of {VIEWS}")
+    if view == "headless":
+        return None, ""
+    ok, why = gui_available()
+    if ok:
+        return WindowView(title), ""
+    if view == "window":
+        raise ViewError(f"cannot open a window: {why}")
+    return None, why
 
 
 class VideoView:

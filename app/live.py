@@ -217,9 +217,6 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 # One loop for `edgehar live` (real devices) and `edgehar demo` (simulated ones): the
 # sources differ, nothing else does.
 
-VIEWS = ("auto", "window", "headless")
-
-
 @dataclass
 class LiveOptions:
     """What a run shows and writes; every field has a flag and a config key."""
@@ -276,18 +273,8 @@ def run_live(manifest: Manifest, backend: Backend, sources, options: LiveOptions
     title = f"edgehar {verb} | {manifest.model} ({backend.name}, {manifest.precision})"
     subtitle = f"window {manifest.window_s:g} s | hop {manifest.hop_s:g} s | N={manifest.num_segments} | K={manifest.gaf_k}"
 
-    window = None
-    note = ""
-    if options.view not in VIEWS:
-        raise display.ViewError(f"view {options.view!r} is not one of {VIEWS}")
-    if options.view in ("auto", "window"):
-        ok, why = display.gui_available()
-        if ok:
-            window = display.WindowView(title)
-        elif options.view == "window":
-            raise display.ViewError(f"cannot open a window: {why}")
-        else:
-            note = f"edgehar {verb}: {why}; showing the headless view"
+    window, why = display.open_window(options.view, title)
+    note = f"edgehar {verb}: {why}; showing the headless view" if why else ""
     with contextlib.ExitStack() as stack:
         video = None
         if options.save_video is not None:

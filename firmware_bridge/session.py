@@ -28,7 +28,7 @@ FORMAT_NAME = "edgehar-session"
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
 LABELS_FILE = "labels.csv"
-VIDEO_FOURCC = "mp4v"  # MPEG-4 part 2 in .mp4: round-trips frame-exact counts with opencv-python-headless
+VIDEO_FOURCC = "mp4v"  # MPEG-4 part 2 in .mp4: round-trips frame-exact counts with opencv-python
 TIME_FMT = "%.6f"  # host seconds with microsecond resolution
 VALUE_FMT = "%.7g"  # float32 values keep ~7 significant digits
 

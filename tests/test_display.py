@@ -96,6 +96,20 @@ def test_recording_panel_shows_the_protocol():
     assert _share(plain, BAR, (660, 170, 900, 260)) == 0
 
 
+def test_the_key_help_names_the_keys_of_the_view_shown():
+    """`record` has its own keys (numbers, 0, q); a protocol run only q: the status strip says which."""
+    keys = (660, 1270, 675, 700)  # x0, x1, y0, y1 of the right end of the status strip
+
+    def help_pixels(img):
+        return img[keys[2] : keys[3], keys[0] : keys[1]].astype(int)
+
+    live = help_pixels(render_view(_state()))
+    numbers = help_pixels(render_view(_state(recording=True, probs=None, activity_keys=("neutral", "hammer"))))
+    protocol = help_pixels(render_view(_state(recording=True, probs=None, protocol=[("neutral", 5, "now")])))
+    assert np.abs(live - numbers).sum() > 10000 and np.abs(numbers - protocol).sum() > 10000
+    assert np.abs(live - protocol).sum() > 10000
+
+
 def test_no_window_without_a_display(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
