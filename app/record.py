@@ -11,9 +11,10 @@ Labels come from one of:
   `activity seconds` per line): the steps are shown on screen, each labelled as it
   runs, the recording ends after the last (the way data-collection apps guide a
   participant). With `--simulate` the simulated person follows the protocol.
-- keys: number keys 1..9 start the activities given by `--activities`, 0 stops
-  (in the window), or a prompt on stdin with `--headless` (type a number or a name;
-  empty line or 0 stops; q ends the recording).
+- keys: number keys 1..9 start the activities given by `--activities`, 0 stops, q
+  ends (in the window), or a prompt on stdin with `--headless` or without a display
+  (type a number or a name; empty line or 0 stops; q ends the recording; anything
+  else is refused in one line, the label in progress going on).
 """
 
 from __future__ import annotations
@@ -97,15 +98,9 @@ def run_record(sources: Sources, opts: RecordOptions, out: TextIO = sys.stdout,
                                       "simulated": list(sources.simulate) or None})
     frame_shape = sources.open()
     sources.add_sink(recorder.sink)  # enqueue only; streams not yet declared are ignored
-    window = None
-    if opts.view in ("auto", "window"):
-        ok, why = display.gui_available()
-        if ok:
-            window = display.WindowView("edgehar record")
-        elif opts.view == "window":
-            raise display.ViewError(f"cannot open a window: {why}")
-        else:
-            print(f"edgehar record: {why}; headless", file=sys.stderr)
+    window, why = display.open_window(opts.view, "edgehar record")
+    if why:
+        print(f"edgehar record: {why}; recording headless", file=sys.stderr)
     with contextlib.ExitStack() as stack:
         if window is not None:
             stack.callback(window.close)
@@ -197,13 +192,17 @@ def _start_prompt(recorder: SessionRecorder, activities: tuple[str, ...], quit_e
     def loop() -> None:
         for line in sys.stdin:
             text = line.strip()
-            if text in activities:
-                recorder.start_label(text, time.monotonic())
-            elif text == "q":
+            if text == "q":
                 quit_event.set()
                 return
-            else:
+            if text in activities:
+                recorder.start_label(text, time.monotonic())
+            elif text in ("", "0") or (text.isdigit() and 1 <= int(text) <= len(activities)):
                 _handle_key(text or "0", recorder, activities, quit_event)
+            else:  # a typo must not pass silently for a label change
+                print(f"edgehar record: {text!r} is not an activity ({menu}); still labelling "
+                      f"{recorder.current_label or 'nothing'}", file=out, flush=True)
+                continue
             print(f"edgehar record: labelling {recorder.current_label or 'nothing'}", file=out, flush=True)
 
     threading.Thread(target=loop, name="label-prompt", daemon=True).start()

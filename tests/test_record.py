@@ -118,6 +118,62 @@ def test_kill_9_loses_at_most_the_last_second(tmp_path):
     assert back.labels and back.labels[0][2] == "neutral" and back.labels[0][1] >= since_start - 1.0
 
 
+def test_headless_record_labels_from_the_stdin_prompt(tmp_path):
+    """`record --headless --activities`: numbers and names typed on stdin start activities,
+    an empty line stops, a typo is refused in one line, q ends; each label is stamped when
+    its line is read (after it was written, before the prompt acknowledged it)."""
+    import queue
+    import threading
+
+    folder = tmp_path / "s"
+    proc = subprocess.Popen([sys.executable, "-m", "edgehar.app.cli", "record", "--out", str(folder), "--simulate",
+                             "--activities", "neutral,hammer", "--headless", "--seconds", "120"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "DISPLAY": ""})
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True).start()
+
+    def expect(text: str) -> str:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                assert proc.poll() is None, proc.stderr.read()
+                continue
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r}")
+
+    typed = []  # (line typed, session time written, session time acknowledged)
+    try:
+        assert "1=neutral  2=hammer" in expect("type a number or name")
+        t0 = json.loads((folder / "meta.json").read_text())["recording"]["host_monotonic_t0"]
+        for text, ack in (("1", "labelling neutral"), ("hammer", "labelling hammer"), ("hamer", "'hamer' is not an activity"),
+                          ("", "labelling nothing"), ("2", "labelling hammer"), ("7", "'7' is not an activity")):
+            written = time.monotonic() - t0
+            proc.stdin.write(text + "\n")
+            proc.stdin.flush()
+            expect(ack)
+            typed.append((text, written, time.monotonic() - t0))
+            time.sleep(0.3)
+        proc.stdin.write("q\n")
+        proc.stdin.flush()
+        assert proc.wait(60) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+    assert "Traceback" not in proc.stderr.read()
+    stamps = {text: (written, acked) for text, written, acked in typed}
+    labels = read_session(folder).labels
+    assert [a for _, _, a in labels] == ["neutral", "hammer", "hammer"]
+    (n0, n1, _), (h0, h1, _), (k0, k1, _) = labels
+    assert n1 == h0  # a new activity ends the one in progress
+    for stamp, text in ((n0, "1"), (h0, "hammer"), (h1, ""), (k0, "2")):
+        written, acked = stamps[text]
+        assert written - 1e-3 <= stamp <= acked, (text, written, stamp, acked)
+    assert k1 >= stamps["7"][1] - 0.5  # the last label lasts until q ends the recording
+
+
 def test_record_train_live_round_trip(tmp_path):
     """A simulated person follows a protocol while being recorded; the session (no split:
     the trainer splits each bout by time) trains a tiny bundle that then runs live."""
