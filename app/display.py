@@ -149,6 +149,19 @@ def gaf_thumbnail(images: np.ndarray) -> np.ndarray:
     return out
 
 
+def series_thumbnail(window: np.ndarray, height: int = 48, width: int = 64) -> np.ndarray:
+    """(C, K) raw series window in [-1, 1] (a "series" modality) -> one BGR tile: each channel
+    a line across the tile, coloured like the trace plots."""
+    c, k = window.shape
+    out = np.full((height, width, 3), PANEL, np.uint8)
+    xs = np.linspace(0, width - 1, k)
+    ys = (1.0 - (np.clip(window, -1.0, 1.0) + 1.0) / 2.0) * (height - 1)
+    for i in range(c):
+        pts = np.stack([xs, ys[i]], axis=1).round().astype(np.int32)
+        cv2.polylines(out, [pts], False, TRACE_COLOURS[i % len(TRACE_COLOURS)], 1, cv2.LINE_AA)
+    return out
+
+
 def frames_thumbnail(frames: np.ndarray, mean, std) -> np.ndarray:
     """(N, 3, H, W) normalised RGB model input -> (N, H, W, 3) BGR uint8 (what the model saw)."""
     rgb = frames.transpose(0, 2, 3, 1) * np.asarray(std, np.float32) + np.asarray(mean, np.float32)

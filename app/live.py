@@ -422,7 +422,7 @@ def trace_channels(channels: tuple[str, ...]) -> tuple[str, ...]:
 
 def _update_state(state, manifest: Manifest, scheduler: WindowScheduler, sources, pred: Prediction | None,
                   start: float, smoother: Smoother, options: LiveOptions) -> None:
-    from .display import TRACE_SECONDS, Trace, frames_thumbnail, gaf_thumbnail
+    from .display import TRACE_SECONDS, Trace, frames_thumbnail, gaf_thumbnail, series_thumbnail
 
     now = time.monotonic()
     state.now = now - start
@@ -455,6 +455,8 @@ def _update_state(state, manifest: Manifest, scheduler: WindowScheduler, sources
                 thumbs.append((m.name, np.stack([tile] * len(arr))))
             elif m.type == "gaf":
                 thumbs.append((m.name, np.stack([gaf_thumbnail(a) for a in arr])))
+            elif m.type == "series":
+                thumbs.append((m.name, np.stack([series_thumbnail(a) for a in arr])))
             else:
                 thumbs.append((m.name, frames_thumbnail(arr, manifest.frame_mean, manifest.frame_std)))
     state.thumbnails = thumbs

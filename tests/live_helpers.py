@@ -11,19 +11,22 @@ _BUNDLES: dict[tuple, Path] = {}
 
 
 def sim_manifest(window_s: float = 1.0, streams: tuple[str, ...] = ("camera", "glove", "imu"),
-                 labels: tuple[str, ...] = ("neutral", "hammer", "screwdriver")) -> Manifest:
-    """The input contract of a model over the simulated devices."""
+                 labels: tuple[str, ...] = ("neutral", "hammer", "screwdriver"), model: str = "mmtsa_tiny",
+                 sensor_type: str = "gaf") -> Manifest:
+    """The input contract of a model over the simulated devices (sensors as GAF images or raw series)."""
     specs = {"camera": StreamSpec("camera", "camera", 30.0), "glove": StreamSpec("glove", "sensor", 100.0, GLOVE_CHANNELS),
              "imu": StreamSpec("imu", "sensor", 100.0, IMU_CHANNELS)}
-    mods = {"camera": ModalitySpec("rgb", "camera", "frames"), "glove": ModalitySpec("glove", "glove", "gaf", GLOVE_CHANNELS),
-            "imu": ModalitySpec("imu", "imu", "gaf", IMU_CHANNELS)}
+    mods = {"camera": ModalitySpec("rgb", "camera", "frames"), "glove": ModalitySpec("glove", "glove", sensor_type, GLOVE_CHANNELS),
+            "imu": ModalitySpec("imu", "imu", sensor_type, IMU_CHANNELS)}
     return Manifest(streams=tuple(specs[s] for s in streams), modalities=tuple(mods[s] for s in streams), labels=labels,
-                    window_s=window_s, hop_s=0.25, num_segments=3, gaf_k=16, model="mmtsa_tiny")
+                    window_s=window_s, hop_s=0.25, num_segments=3, gaf_k=16, model=model)
 
 
-def tiny_bundle(root: Path, window_s: float = 1.0, streams: tuple[str, ...] = ("camera", "glove", "imu")) -> Path:
-    """An untrained mmtsa_tiny bundle (seconds to write; predictions need no accuracy here), cached per process."""
-    key = (window_s, streams)
+def tiny_bundle(root: Path, window_s: float = 1.0, streams: tuple[str, ...] = ("camera", "glove", "imu"),
+                model: str = "mmtsa_tiny") -> Path:
+    """An untrained bundle of a tiny model, mmtsa_tiny unless told (seconds to write; predictions
+    need no accuracy here), its sensors fed as the family's recipe says; cached per process."""
+    key = (window_s, streams, model)
     if key not in _BUNDLES or not (_BUNDLES[key] / "manifest.json").is_file():
         import torch
         from dataclasses import replace
@@ -32,9 +35,10 @@ def tiny_bundle(root: Path, window_s: float = 1.0, streams: tuple[str, ...] = ("
         from edgehar.models.registry import create_model
 
         torch.manual_seed(0)
-        manifest = sim_manifest(window_s, streams)
-        model = create_model("mmtsa_tiny", input_shapes=manifest.input_shapes(), num_classes=len(manifest.labels))
-        manifest = replace(manifest, model_config=model.config.to_dict())
-        folder = root / f"bundle-{window_s:g}-{'-'.join(streams)}"
-        _BUNDLES[key] = write_bundle(folder, model, manifest)
+        sensor_type = create_model(model).config.input_recipe.sensor_type
+        manifest = sim_manifest(window_s, streams, model=model, sensor_type=sensor_type)
+        net = create_model(model, input_shapes=manifest.input_shapes(), num_classes=len(manifest.labels))
+        manifest = replace(manifest, model_config=net.config.to_dict())
+        folder = root / f"bundle-{model}-{window_s:g}-{'-'.join(streams)}"
+        _BUNDLES[key] = write_bundle(folder, net, manifest)
     return _BUNDLES[key]

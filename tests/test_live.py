@@ -212,3 +212,20 @@ def test_window_keys_switch_smoothing_and_quit(bundle, tmp_path):
     modes = [json.loads(l)["smoothed"]["mode"] for l in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert modes[0] == "majority of 5" and modes[-1] == "EMA over 5", modes
     assert summary.video_frames > 0
+
+
+def test_a_series_model_runs_live_and_its_windows_are_drawn(tmp_path):
+    """A model fed raw sensor windows ("series", e.g. late_concat) runs the same loop; the view
+    draws its sampled windows as line tiles beside the frames."""
+    from edgehar.app.demo import run_demo
+
+    bundle = tiny_bundle(tmp_path, model="late_concat_tiny")
+    assert {m.type for m in load_bundle(bundle)[0].modalities} == {"frames", "series"}
+    shot = tmp_path / "view.png"
+    summary = run_demo(bundle, seconds=2.0, json_path=tmp_path / "p.jsonl", out=io.StringIO(),
+                       options=LiveOptions(view="headless", snapshot=shot))
+    assert summary.predictions >= 3
+    view = cv2.imread(str(shot))
+    assert view.shape == (720, 1280, 3)
+    tiles = view[290:520, 730:1270]  # the thumbnail area: frames and series tiles, not a plain panel
+    assert float(tiles.std()) > 20
