@@ -79,7 +79,7 @@ from .backbone import BackboneConfig, MobileNetV2Backbone, Stage
 from .encoders import check_shapes
 from .modality import modality_keep_mask, presence
 from .recurrent import LSTM
-from .registry import ConfigMixin, InputRecipe, register_model
+from .registry import SERIES_RECIPE, ConfigMixin, register_model
 
 Shape = tuple[int, ...]  # (N, C, H, W) or (N, C, K), no batch axis
 
@@ -87,7 +87,7 @@ Shape = tuple[int, ...]  # (N, C, H, W) or (N, C, K), no batch axis
 @dataclass
 class NonLocalFusionConfig(ConfigMixin):
     # raw series, as the paper's glove network reads (see module docstring)
-    input_recipe = InputRecipe(sensor_type="series", num_segments=8, k=32, scaling="range")
+    input_recipe = SERIES_RECIPE
 
     # per-modality (N, C, H, W) images or (N, C, K) series, in the manifest's modality order
     input_shapes: tuple[Shape, ...] = ((8, 3, 64, 64), (8, 12, 32), (8, 6, 32))

@@ -62,6 +62,12 @@ class InputRecipe:
     scaling: str = "window"
 
 
+# The recipe of every family that reads raw sensor windows (CAM, M-Mixer, non-local fusion,
+# residual attention, the baselines): the recurrent/1-D models of those papers see a short
+# sequence of windows, amplitude kept (calibrated ranges), not per-window min-max images.
+SERIES_RECIPE = InputRecipe(sensor_type="series", num_segments=8, k=32, scaling="range")
+
+
 class ConfigMixin:
     """`to_dict()` / `from_dict()` for a model config dataclass, and the family's `input_recipe`.
 

@@ -90,14 +90,14 @@ from .backbone import Stage
 from .encoders import SegmentEncoder, check_shapes
 from .modality import modality_keep_mask, presence
 from .recurrent import LSTM
-from .registry import ConfigMixin, InputRecipe, register_model
+from .registry import SERIES_RECIPE, ConfigMixin, InputRecipe, register_model
 
 VARIANTS = ("late_attention", "fully_residual", "late_residual")
 
 
 @dataclass
 class ResAttConfig(ConfigMixin):
-    input_recipe: ClassVar[InputRecipe] = InputRecipe(sensor_type="series", num_segments=8, k=32, scaling="range")
+    input_recipe: ClassVar[InputRecipe] = SERIES_RECIPE
 
     # per-modality (N, C, H, W) or (N, C, K), in the manifest's modality order
     input_shapes: tuple[tuple[int, ...], ...] = ((8, 3, 64, 64), (8, 12, 32), (8, 6, 32))
