@@ -27,13 +27,14 @@ returns `ExportResult(status="failed", reason=...)`: the benchmark shows it as a
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import math
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -126,13 +127,11 @@ def export_bundle(source: str | Path, out_dir: str | Path, format: str, precisio
 
     recordings, test_inputs, test_labels = _prepared(source_data, manifest, eval_windows, progress)
     calib_info: dict[str, Any] = {}
-    calibrate = None
+    calibrate: Callable[[], Iterator[tuple[np.ndarray, ...]]] | None = None
     if precision == "int8":
         calib_info = {"data": source_data, "split": "train", "windows": calibration, "seed": seed,
                       "sampling": "random windows over the labelled bouts, random segment times (as in training)"}
-
-        def calibrate() -> Iterator[tuple[np.ndarray, ...]]:
-            return _calibration_windows(manifest, recordings["train"], calibration, seed, progress)
+        calibrate = functools.partial(_calibration_windows, manifest, recordings["train"], calibration, seed, progress)
 
     result = ExportResult(format=fmt.name, precision=precision, status="failed", calibration=calib_info)
     staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
