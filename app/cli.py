@@ -383,10 +383,22 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from ..models import list_models
+    """One line per model: name, the inputs its recipe feeds it, parameters at its default
+    config, and what it is (the model class's docstring)."""
+    from ..models import create_model, list_models
+    from ..models.registry import ModelNotFoundError
 
-    for name in list_models(args.pattern):
-        print(name)
+    names = list_models(args.pattern)
+    if not names:
+        raise ModelNotFoundError(args.pattern, list_models())
+    width = max((len(n) for n in names), default=0)
+    for name in names:
+        model = create_model(name)
+        r = model.config.input_recipe
+        params = sum(p.numel() for p in model.parameters())
+        doc = (type(model).__doc__ or "").strip().splitlines()
+        print(f"{name:<{width}}  {r.sensor_type:<6} N={r.num_segments:<2} K={r.k:<3} {params:>9,} params  "
+              f"{doc[0] if doc else ''}")
     return 0
 
 

@@ -83,6 +83,8 @@ class _Baseline(nn.Module):
 
 
 class LateConcat(_Baseline):
+    """Baseline: per-modality features concatenated, one linear classifier (late feature fusion)."""
+
     def __init__(self, config: BaselineConfig):
         super().__init__(config)
         M, d = len(config.input_shapes), config.feature_dim
@@ -98,6 +100,8 @@ class LateConcat(_Baseline):
 
 
 class ScoreAverage(_Baseline):
+    """Baseline: a classifier per modality, their scores averaged over the modalities present."""
+
     def __init__(self, config: BaselineConfig):
         super().__init__(config)
         self.heads = nn.ModuleList(

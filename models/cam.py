@@ -274,6 +274,8 @@ class Collaboration(nn.Module):
 
 
 class CAM(nn.Module):
+    """CAM: attention LSTMs per modality (stage 1), Mutual-Aid RNN + correlative late fusion (stage 2)."""
+
     def __init__(self, config: CAMConfig):
         super().__init__()
         self.config = config

@@ -206,6 +206,8 @@ def concat(xs: list[torch.Tensor]) -> torch.Tensor:
 
 
 class MMixer(nn.Module):
+    """M-Mixer: one MCU per modality mixing in the other modalities' action content; classifier over h_T."""
+
     def __init__(self, config: MMixerConfig):
         super().__init__()
         self.config = config

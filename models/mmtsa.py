@@ -106,6 +106,8 @@ class MMTSAConfig(ConfigMixin):
 
 
 class MMTSA(nn.Module):
+    """MMTSA: GAF images + frames per segment, per-modality CNNs, segment attention fusion (sec. 3.3)."""
+
     def __init__(self, config: MMTSAConfig):
         super().__init__()
         self.config = config

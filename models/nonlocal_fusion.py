@@ -232,7 +232,7 @@ class NonLocalFusion(nn.Module):
 
 
 class NonLocalFusionNet(nn.Module):
-    """One branch per modality, eq. 6 for each leading modality, mean-pool, FC (see module docstring)."""
+    """Heterogeneous non-local fusion: one branch per modality, eq. 6 for each leading modality, mean-pool, FC."""
 
     def __init__(self, config: NonLocalFusionConfig):
         super().__init__()

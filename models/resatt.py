@@ -200,6 +200,8 @@ class RABLStack(nn.Module):
 
 
 class ResidualAttentionFusion(nn.Module):
+    """Residual attention BiLSTM blocks per modality, concatenated, class-weighted linear SVM head."""
+
     def __init__(self, config: ResAttConfig):
         super().__init__()
         self.config = config

@@ -10,6 +10,7 @@ import pytest
 
 from edgehar.app.backends import BundleError, load_bundle
 from edgehar.app.demo import run_demo
+from edgehar.models import list_models
 from edgehar.models.datasets import WindowSampler, load_data
 
 
@@ -88,6 +89,7 @@ def _cli(*args):
     "args, expect",
     [
         (("train", "--model", "mmtsaa"), "unknown model 'mmtsaa'; did you mean 'mmtsa'"),
+        (("models", "mmtsx"), "unknown model 'mmtsx'; did you mean 'mmtsa'"),
         (("evaluate", "--models", "mmtsa,late_concatt"), "unknown model 'late_concatt'; did you mean 'late_concat'"),
         (("train", "--data", "/no/such/place"), "'/no/such/place' is not 'sim', 'basicmotions' or a folder"),
         (("demo", "--model", "/no/such/bundle"), "'/no/such/bundle' is not a folder"),
@@ -105,6 +107,16 @@ def test_bad_input_is_one_line_and_non_zero(args, expect):
     assert "Traceback" not in result.stderr
     # argparse prints its usage first; our own errors are exactly one line
     assert len([l for l in result.stderr.splitlines() if l.startswith("edgehar")]) == 1
+
+
+def test_models_lists_each_model_with_its_inputs_and_what_it_is():
+    result = _cli("models", "*_tiny")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [l.split()[0] for l in lines] == list_models("*_tiny")
+    mmtsa = next(l for l in lines if l.startswith("mmtsa_tiny "))
+    assert "gaf" in mmtsa and "N=3" in mmtsa and "params" in mmtsa and "MMTSA:" in mmtsa
+    assert "series" in next(l for l in lines if l.startswith("cam_tiny "))
 
 
 def test_demo_with_a_device_url_that_cannot_be_opened(trained):
