@@ -55,8 +55,7 @@ class BaselineConfig(ConfigMixin):
     def __post_init__(self) -> None:
         check_shapes(self.input_shapes)
         assert self.num_classes >= 2, f"num_classes must be >= 2, got {self.num_classes}"
-        assert 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"
-        assert 0.0 <= self.modality_dropout <= 1.0, f"modality_dropout must be in [0, 1], got {self.modality_dropout}"
+        self.check_dropouts()
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "BaselineConfig":

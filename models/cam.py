@@ -109,8 +109,7 @@ class CAMConfig(ConfigMixin):
         assert self.feature_dim >= 1 and self.hidden >= 1 and self.attention_dim >= 1, (
             f"feature_dim, hidden, attention_dim must be >= 1, got {self.feature_dim}, {self.hidden}, {self.attention_dim}"
         )
-        assert 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"
-        assert 0.0 <= self.modality_dropout <= 1.0, f"modality_dropout must be in [0, 1], got {self.modality_dropout}"
+        self.check_dropouts()
         assert 0.0 < self.stage1_fraction < 1.0, f"stage1_fraction must be in (0, 1), got {self.stage1_fraction}"
 
     @classmethod
@@ -128,10 +127,6 @@ class CAMConfig(ConfigMixin):
         )
         cfg.update(overrides)
         return cls.from_dict(cfg)
-
-    @property
-    def num_modalities(self) -> int:
-        return len(self.input_shapes)
 
     def fusion_pairs(self) -> list[tuple[int, int]]:
         """The (u, v) of eq. 2.13's correlative matrices: every u < v; (0, 0) for one modality."""

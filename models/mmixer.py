@@ -99,8 +99,7 @@ class MMixerConfig(ConfigMixin):
         assert self.num_classes >= 2, f"num_classes must be >= 2, got {self.num_classes}"
         assert self.feature_dim >= 1, f"feature_dim must be >= 1, got {self.feature_dim}"
         assert self.hidden >= 1, f"hidden must be >= 1, got {self.hidden}"
-        assert 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"
-        assert 0.0 <= self.modality_dropout <= 1.0, f"modality_dropout must be in [0, 1], got {self.modality_dropout}"
+        self.check_dropouts()
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "MMixerConfig":
@@ -115,10 +114,6 @@ class MMixerConfig(ConfigMixin):
         )
         cfg.update(overrides)
         return cls.from_dict(cfg)
-
-    @property
-    def num_modalities(self) -> int:
-        return len(self.input_shapes)
 
     @property
     def content_dim(self) -> int:

@@ -74,8 +74,7 @@ class MMTSAConfig(ConfigMixin):
         assert len(n) == 1, f"all modalities need the same number of segments N, got {sorted(n)}"
         assert self.num_classes >= 2, f"num_classes must be >= 2, got {self.num_classes}"
         assert self.hidden >= 1, f"hidden must be >= 1, got {self.hidden}"
-        assert 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"
-        assert 0.0 <= self.modality_dropout <= 1.0, f"modality_dropout must be in [0, 1], got {self.modality_dropout}"
+        self.check_dropouts()
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "MMTSAConfig":
@@ -90,14 +89,6 @@ class MMTSAConfig(ConfigMixin):
         )
         cfg.update(overrides)
         return cls.from_dict(cfg)
-
-    @property
-    def num_segments(self) -> int:
-        return self.input_shapes[0][0]
-
-    @property
-    def num_modalities(self) -> int:
-        return len(self.input_shapes)
 
     def backbone_config(self, j: int) -> BackboneConfig:
         return BackboneConfig(

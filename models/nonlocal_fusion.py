@@ -117,8 +117,7 @@ class NonLocalFusionConfig(ConfigMixin):
                 assert s[0] * s[2] >= 2 ** len(self.series_channels), (
                     f"series {s}: N*K = {s[0] * s[2]} samples cannot take {len(self.series_channels)} max-pools of 2"
                 )
-        assert 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"
-        assert 0.0 <= self.modality_dropout <= 1.0, f"modality_dropout must be in [0, 1], got {self.modality_dropout}"
+        self.check_dropouts()
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "NonLocalFusionConfig":
@@ -134,10 +133,6 @@ class NonLocalFusionConfig(ConfigMixin):
         )
         cfg.update(overrides)
         return cls.from_dict(cfg)
-
-    @property
-    def num_modalities(self) -> int:
-        return len(self.input_shapes)
 
     @property
     def leads(self) -> tuple[int, ...]:

@@ -77,6 +77,24 @@ class ConfigMixin:
     """
 
     input_recipe: ClassVar[InputRecipe] = InputRecipe()
+    # Fields every model config declares (annotations only: this mixin is no dataclass);
+    # the properties and the check below derive from them.
+    input_shapes: tuple[tuple[int, ...], ...]  # per modality, segments first
+    dropout: float
+    modality_dropout: float
+
+    @property
+    def num_segments(self) -> int:
+        return self.input_shapes[0][0]
+
+    @property
+    def num_modalities(self) -> int:
+        return len(self.input_shapes)
+
+    def check_dropouts(self) -> None:
+        """The two dropout rates every family has, in range (for `__post_init__`)."""
+        assert 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"
+        assert 0.0 <= self.modality_dropout <= 1.0, f"modality_dropout must be in [0, 1], got {self.modality_dropout}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]

@@ -124,8 +124,7 @@ class ResAttConfig(ConfigMixin):
         assert self.num_classes >= 2, f"num_classes must be >= 2, got {self.num_classes}"
         for name in ("hidden", "layers", "attention_dim", "embed_dim"):
             assert getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}"
-        assert 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"
-        assert 0.0 <= self.modality_dropout <= 1.0, f"modality_dropout must be in [0, 1], got {self.modality_dropout}"
+        self.check_dropouts()
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "ResAttConfig":
@@ -142,14 +141,6 @@ class ResAttConfig(ConfigMixin):
         )
         cfg.update(overrides)
         return cls.from_dict(cfg)
-
-    @property
-    def num_segments(self) -> int:
-        return self.input_shapes[0][0]
-
-    @property
-    def num_modalities(self) -> int:
-        return len(self.input_shapes)
 
 
 class TemporalAttention(nn.Module):
