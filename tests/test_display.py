@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from edgehar.app import display
-from edgehar.app.display import (BAR, RED, STATE_COLOURS, Trace, ViewState, VideoView, TerminalView, gaf_thumbnail,
-                                 gui_available, render_view)
+from edgehar.app.display import (BAR, PANEL, RED, STATE_COLOURS, TRACE_COLOURS, Trace, ViewState, VideoView, TerminalView,
+                                 gaf_thumbnail, gui_available, render_view, series_thumbnail)
 
 LABELS = ("neutral", "hammer", "screwdriver", "plug_cable")
 
@@ -73,6 +73,15 @@ def test_status_strip_colours_each_stream_by_its_state():
     y = 46 + 480 + 8 + 110 + 6 + 10
     assert np.abs(img[y, 16].astype(int) - STATE_COLOURS["connected"]).max() <= 8
     assert np.abs(img[y, 8 + 632 + 8].astype(int) - STATE_COLOURS["reconnecting"]).max() <= 8
+
+
+def test_series_thumbnail_draws_each_channel_at_its_value():
+    """A raw window (C, K) in [-1, 1]: channel i is a line in TRACE_COLOURS[i], +1 at the top, -1 at the bottom."""
+    tile = series_thumbnail(np.array([np.ones(16), -np.ones(16)]))
+    assert tile.shape == (48, 64, 3) and tile.dtype == np.uint8
+    assert np.all(np.abs(tile[0, 2:-2].astype(int) - TRACE_COLOURS[0]) <= 40)
+    assert np.all(np.abs(tile[-1, 2:-2].astype(int) - TRACE_COLOURS[1]) <= 40)
+    assert np.all(tile[8:40] == PANEL)
 
 
 def test_thumbnails_toggle_and_traces():
