@@ -21,10 +21,12 @@ class FrameTransform:
             raise ValueError(f"crop {crop} must be in (0, resize={resize}]")
         self.resize = resize
         self.crop = crop
-        # (x/255 - mean)/std folded into one multiply-add per pixel: x·scale + shift.
-        std_ = np.asarray(std, dtype=np.float32)
-        self._scale = (1.0 / (255.0 * std_)).astype(np.float32)  # (3,) RGB
-        self._shift = (-np.asarray(mean, dtype=np.float32) / std_).astype(np.float32)
+        # (x/255 - mean)/std of every possible byte, per RGB channel: normalising is then
+        # one table lookup per pixel that also writes the channel-first output, instead
+        # of a float conversion, a multiply, an add and a transpose pass.
+        levels = np.arange(256, dtype=np.float64) / 255.0  # (256,)
+        mean_, std_ = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+        self._table = ((levels[None, :] - mean_[:, None]) / std_[:, None]).astype(np.float32)  # (3, 256) RGB
 
     @classmethod
     def from_manifest(cls, m: Manifest) -> "FrameTransform":
@@ -33,13 +35,12 @@ class FrameTransform:
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         frames = np.asarray(frames)
         assert frames.ndim == 4 and frames.shape[-1] == 3, f"frames must be (N, H, W, 3), got {frames.shape}"
-        out = np.empty((frames.shape[0], self.crop, self.crop, 3), dtype=np.float32)  # (N, crop, crop, 3)
         # cv2.resize takes one image at a time; N is the handful of sampled frames.
-        for i, frame in enumerate(frames):
-            out[i] = self._crop(self._resize(frame))[..., ::-1]  # BGR -> RGB
-        out *= self._scale
-        out += self._shift
-        return np.ascontiguousarray(out.transpose(0, 3, 1, 2))  # (N, 3, crop, crop)
+        crops = np.stack([self._crop(self._resize(frame)) for frame in frames])  # (N, crop, crop, 3) BGR
+        out = np.empty((frames.shape[0], 3, self.crop, self.crop), dtype=np.float32)  # (N, 3, crop, crop)
+        for c in range(3):  # RGB channel c is BGR channel 2 - c
+            np.take(self._table[c], crops[..., 2 - c], out=out[:, c])
+        return out
 
     def _resize(self, frame: np.ndarray) -> np.ndarray:
         """Short side -> self.resize; INTER_AREA when shrinking (no aliasing), else linear."""

@@ -50,11 +50,13 @@ def rescale(windows: np.ndarray, lo: np.ndarray | float | None = None, hi: np.nd
         lo_ = np.asarray(lo, dtype=np.float64)[..., None]  # (..., C, 1)
         hi_ = np.asarray(hi, dtype=np.float64)[..., None]
     span = hi_ - lo_
-    flat = span == 0
     # float64 here because sqrt(1 - x̃²) amplifies rounding near |x̃| = 1 (slope
     # 1/sqrt(2δ)); these arrays are only (..., C, K), so it costs nothing.
-    scaled = (2.0 * x - hi_ - lo_) / np.where(flat, 1.0, span)
-    return np.clip(np.where(flat, 0.0, scaled), -1.0, 1.0)
+    # a flat range divides by infinity: 0 with no masking pass
+    scaled = (2.0 * x - hi_ - lo_) / np.where(span == 0, np.inf, span)
+    # in place, np.minimum/np.maximum rather than np.clip (whose per-call overhead in
+    # numpy 2 exceeds the work on arrays this small)
+    return np.maximum(np.minimum(scaled, 1.0, out=scaled), -1.0, out=scaled)
 
 
 @lru_cache(maxsize=32)
@@ -113,7 +115,7 @@ def gaf_images(
     if out not in OUTPUTS:
         raise ValueError(f"out {out!r} is not one of {OUTPUTS}")
     xs = rescale(windows, lo, hi)  # (..., C, K), cos φ
-    sn = np.sqrt(np.clip(1.0 - xs * xs, 0.0, 1.0))  # (..., C, K), sin φ
+    sn = np.sqrt(np.maximum(1.0 - xs * xs, 0.0))  # (..., C, K), sin φ (|x̃| <= 1)
     a = b = None
     if out != "float32":
         a, b = _uint8_affine(xs, kind, out)  # (..., C, 1) each: byte = a·G + b, from the K x K image

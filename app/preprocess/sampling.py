@@ -62,11 +62,13 @@ def sensor_windows(
     if hi <= lo:
         raise ValueError(f"no sample in [{t0}, {t1}) (stream covers {_span(ts)})")
     j = _nearest(ts, np.asarray(times, dtype=np.float64), lo, hi)  # (N,)
+    # np.minimum/np.maximum rather than np.clip: clip's per-call overhead in numpy 2 is
+    # several times the work on these (N,)-sized arrays, and this runs every hop.
     if hi - lo >= k:
-        start = np.clip(j - k // 2, lo, hi - k)  # (N,)
+        start = np.minimum(np.maximum(j - k // 2, lo), hi - k)  # (N,)
     else:
         start = np.full_like(j, lo - (k - (hi - lo)) // 2)
-    idx = np.clip(start[:, None] + np.arange(k), lo, hi - 1)  # (N, K)
+    idx = np.minimum(np.maximum(start[:, None] + np.arange(k), lo), hi - 1)  # (N, K)
     values = np.asarray(series_values)  # (T, C)
     return np.ascontiguousarray(values[idx].transpose(0, 2, 1), dtype=np.float32)  # (N, C, K)
 
@@ -101,7 +103,7 @@ def _nearest(ts: np.ndarray, times: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """(N,) index in [lo, hi) of the timestamp nearest each time; ties to the earlier."""
     sub = ts[lo:hi]  # (n,)
     p = np.searchsorted(sub, times)  # (N,) in 0..n
-    left, right = np.clip(p - 1, 0, sub.size - 1), np.clip(p, 0, sub.size - 1)
+    left, right = np.maximum(p - 1, 0), np.minimum(p, sub.size - 1)
     take_right = np.abs(sub[right] - times) < np.abs(times - sub[left])
     return lo + np.where(take_right, right, left)
 
