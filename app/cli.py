@@ -370,9 +370,9 @@ def _bench(args: argparse.Namespace) -> int:
         from ..quantize import export_bundle, export_targets
 
         exported = []
-        for source in args.bundles:
+        for source, stem in zip(args.bundles, _export_stems(args.bundles)):
             for fmt, precision in export_targets():
-                result = export_bundle(source, args.out / "bundles" / f"{source.name}-{fmt}-{precision}", fmt, precision,
+                result = export_bundle(source, args.out / "bundles" / f"{stem}-{fmt}-{precision}", fmt, precision,
                                        data=args.data, threads=args.threads)
                 print(result.summary(), file=sys.stderr)
                 if result.ok:
@@ -380,6 +380,16 @@ def _bench(args: argparse.Namespace) -> int:
         args.bundles = [*args.bundles, *exported]
     run_from_args(args)
     return 0
+
+
+def _export_stems(sources: list[Path]) -> list[str]:
+    """Folder name stem of each source's exports: its model name, numbered where several
+    sources hold the same model (bundles are usually all called `bundle`, so the folder
+    name alone would make the exports of one model overwrite another's)."""
+    from .backends import read_manifest
+
+    models = [read_manifest(s).model for s in sources]
+    return [m if models.count(m) == 1 else f"{m}-{models[:i].count(m) + 1}" for i, m in enumerate(models)]
 
 
 def _models(args: argparse.Namespace) -> int:

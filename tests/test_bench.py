@@ -159,3 +159,20 @@ def test_ratios_against_eager_fp32_and_fp32_of_the_same_runtime():
         {"name": "no meter", "description": "no meter", "estimate": False, "reasons": []},
         {"runs": 1, "max_runs": 1, "warmup": 0, "threads": None, "data": None, "idle_s": 0, "scenario": "s"}))
     assert "| m | litert int8 vs litert fp32 | 2.50× | 2.50× | -2.0 pts | 0.25× |" in md
+
+
+def test_export_all_names_each_sources_exports_after_its_model(bundle, tmp_path):
+    """Sources are usually all called `bundle`: exports named after the folder would overwrite
+    one another; they are named after the model, numbered where a model comes twice."""
+    from edgehar.app.cli import _export_stems
+
+    folder, _ = bundle
+    sources = []
+    for name, model in (("a", None), ("b", "late_concat"), ("c", None)):
+        copy = tmp_path / name / "bundle"
+        shutil.copytree(folder, copy)
+        if model:
+            manifest = json.loads((copy / "manifest.json").read_text())
+            (copy / "manifest.json").write_text(json.dumps({**manifest, "model": model}))
+        sources.append(copy)
+    assert _export_stems(sources) == ["mmtsa_tiny-1", "late_concat", "mmtsa_tiny-2"]
