@@ -139,8 +139,10 @@ class MMTSA(nn.Module):
         # scores laid out (B, 1, N) so the softmax runs over the last axis: XNNPACK only
         # delegates a last-axis softmax (over dim=1 of (B, N, 1) it falls to portable kernels)
         alpha = torch.softmax(self.attention(y).transpose(1, 2), dim=-1)  # (B, 1, N), eq. 8
-        g = (alpha @ y).squeeze(1)  # (B, M*d), eq. 9: sum_i alpha_i Y_Si
-        return self.head(g), alpha.squeeze(1)
+        # bmm + flatten, not `@` + squeeze: matmul adds an expand and squeeze a copy, two
+        # ops XNNPACK does not take, which would split the exported program in three
+        g = torch.bmm(alpha, y).flatten(1)  # (B, M*d), eq. 9: sum_i alpha_i Y_Si
+        return self.head(g), alpha.flatten(1)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         """M tensors (B, N, C_j, H_j, W_j), in config order -> logits (B, num_classes)."""

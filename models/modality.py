@@ -19,8 +19,17 @@ def presence(x: torch.Tensor, keep_dims: int = 1) -> torch.Tensor:
     """1.0 where the input holds any non-zero value, else 0.0, over all but the first `keep_dims` axes.
 
     (B, ...) -> (B,) with keep_dims=1; (B, N, ...) -> (B, N) with keep_dims=2 (per segment).
+
+    Written as ops XNNPACK delegates, so the gate does not split an exported model into
+    several delegate calls with portable kernels between them: max |x| as a max-pool over
+    one (1, L) row per kept index, then ceil(clamp(m, 0, 1)), which is exactly 1 for any
+    m > 0 and 0 for m = 0 (the obvious `amax(...) > 0` leaves amax, gt and a dtype copy
+    to portable kernels, once per modality).
     """
-    return (x.flatten(keep_dims).abs().amax(dim=-1) > 0).to(x.dtype)
+    lead = x.shape[:keep_dims]
+    rows = x.abs().reshape(-1, 1, 1, x[(0,) * keep_dims].numel())  # (prod(lead), 1, 1, L)
+    peak = nn.functional.max_pool2d(rows, kernel_size=(1, rows.shape[-1]))  # (prod(lead), 1, 1, 1)
+    return torch.ceil(torch.clamp(peak, 0.0, 1.0)).reshape(lead)
 
 
 def modality_keep_mask(batch: int, num_modalities: int, p: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

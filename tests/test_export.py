@@ -96,11 +96,25 @@ def test_export_round_trip(tmp_path_factory, fmt, precision):
         assert fid["sqnr_db"] > 20 and fid["top1_agreement"] >= 0.8
 
 
-def test_executorch_export_lists_the_ops_left_outside_xnnpack(tmp_path_factory):
+def test_executorch_int8_mmtsa_lowers_to_one_xnnpack_piece(tmp_path_factory):
     result = tiny_export(tmp_path_factory, "executorch", "int8")
-    assert result.export["delegates"] >= 1
-    # the zero-input gate of MMTSA (abs/amax > 0) runs on portable kernels
-    assert {"amax", "gt"} <= set(result.export["undelegated_ops"])
+    # the zero-input gate is written in delegable ops (models/modality.presence) and the
+    # attention pooling as bmm: nothing is left to portable kernels between delegate calls
+    assert result.export["delegates"] == 1 and result.export["undelegated_ops"] == {}
+
+
+def test_executorch_export_lists_the_ops_left_outside_xnnpack(tmp_path):
+    import torch
+
+    from edgehar.quantize.executorch_export import export_executorch
+
+    class GateByAmax(torch.nn.Module):  # the old zero-input gate: amax and gt have no XNNPACK kernel
+        def forward(self, x):
+            return torch.relu(x) * (x.abs().amax(dim=-1, keepdim=True) > 0).to(x.dtype)
+
+    info = export_executorch(GateByAmax(), (torch.randn(1, 8),), "fp32", None, tmp_path / "m.pte")
+    assert info["delegates"] >= 1
+    assert {"amax", "gt"} <= set(info["undelegated_ops"])
 
 
 def test_below_the_floor_is_failed_and_not_written_as_a_bundle(tmp_path_factory, tmp_path):
