@@ -11,6 +11,8 @@ rescaled sensor windows and normalised frames all have non-zero values).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -27,7 +29,7 @@ def presence(x: torch.Tensor, keep_dims: int = 1) -> torch.Tensor:
     to portable kernels, once per modality).
     """
     lead = x.shape[:keep_dims]
-    rows = x.abs().reshape(-1, 1, 1, x[(0,) * keep_dims].numel())  # (prod(lead), 1, 1, L)
+    rows = x.abs().reshape(-1, 1, 1, math.prod(x.shape[keep_dims:]))  # (prod(lead), 1, 1, L)
     peak = nn.functional.max_pool2d(rows, kernel_size=(1, rows.shape[-1]))  # (prod(lead), 1, 1, 1)
     return torch.ceil(torch.clamp(peak, 0.0, 1.0)).reshape(lead)
 
