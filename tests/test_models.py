@@ -149,3 +149,19 @@ def test_torch_export_matches_eager(name: str) -> None:
         torch.testing.assert_close(program.module()(*inputs), model(*inputs), atol=1e-5, rtol=0)
         other = model.example_inputs(batch=1)  # the program is not specialised to its example
         torch.testing.assert_close(program.module()(*other), model(*other), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("shape, keep_dims", [((4, 3, 5, 5), 1), ((2, 3, 6, 8), 2), ((3, 1), 1)])
+def test_presence_is_one_for_any_non_zero_value_and_zero_for_all_zero(shape, keep_dims) -> None:
+    from edgehar.models.modality import presence
+
+    x = torch.zeros(shape)
+    lead = shape[:keep_dims]
+    flat = x.reshape(*lead, -1)
+    flat[(0,) * keep_dims + (-1,)] = -1e-30  # one tiny negative value in the first row, at its end
+    flat[(-1,) * keep_dims + (0,)] = 7.0  # a large value in the last row
+    got = presence(x, keep_dims)
+    want = torch.zeros(lead)
+    want[(0,) * keep_dims] = 1.0
+    want[(-1,) * keep_dims] = 1.0
+    assert got.shape == lead and torch.equal(got, want)
