@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgehar.app.preprocess.sampling import SegmentSampler, nearest_frames, sensor_windows
+from edgehar.app.preprocess.sampling import SegmentSampler, has_sample, nearest_frames, sensor_windows
 
 T0, T1 = 10.0, 13.0  # observation window inside a longer recording
 
@@ -93,6 +93,14 @@ def test_no_sample_in_window_raises() -> None:
     ts, values = clock_stream(50.0, start=0.0, stop=5.0)
     with pytest.raises(ValueError, match="no sample"):
         sensor_windows(ts, values, np.array([11.0]), 8, T0, T1)
+
+
+def test_has_sample_is_half_open() -> None:
+    ts = np.array([1.0, 2.0, 3.0])
+    assert has_sample(ts, 2.0, 2.5)  # t0 included
+    assert not has_sample(ts, 2.5, 3.0)  # t1 excluded
+    assert not has_sample(ts, 3.5, 9.0)
+    assert not has_sample(np.empty(0), 0.0, 9.0)
 
 
 def test_irregular_timestamps() -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from ..manifest import SENSOR_TYPES, Manifest, ModalitySpec
 from .frames import FrameTransform
 from .gaf import gaf_images, rescale
-from .sampling import SegmentSampler, nearest_frames, sensor_windows
+from .sampling import SegmentSampler, has_sample, nearest_frames, sensor_windows
 from ...firmware_bridge.series import FrameSeries, SensorSeries
 
 
@@ -83,7 +83,7 @@ def _sensor_input(
     if not isinstance(s, SensorSeries):
         raise TypeError(f"modality {m.name!r} needs a SensorSeries for stream {m.stream!r}, got {type(s).__name__}")
     tic = time.perf_counter()
-    if not _has_sample(s.timestamps, t0, t1):
+    if not has_sample(s.timestamps, t0, t1):
         return None
     windows = sensor_windows(s.timestamps, s.select(m.channels), times, manifest.gaf_k, t0, t1)  # (N, C, K)
     timings["sampling"] += time.perf_counter() - tic
@@ -114,7 +114,7 @@ def _frame_input(
     if not isinstance(s, FrameSeries):
         raise TypeError(f"modality {m.name!r} needs a FrameSeries for stream {m.stream!r}, got {type(s).__name__}")
     tic = time.perf_counter()
-    if not _has_sample(s.timestamps, t0, t1):
+    if not has_sample(s.timestamps, t0, t1):
         return None
     idx = nearest_frames(s.timestamps, times, t0, t1)  # (N,)
     timings["sampling"] += time.perf_counter() - tic
@@ -123,7 +123,3 @@ def _frame_input(
     timings["frames"] += time.perf_counter() - tic
     return images
 
-
-def _has_sample(timestamps: np.ndarray, t0: float, t1: float) -> bool:
-    lo, hi = np.searchsorted(timestamps, [t0, t1], side="left")
-    return bool(hi > lo)

@@ -93,6 +93,13 @@ def nearest_frames(
     return _nearest(ts, np.asarray(times, dtype=np.float64), lo, hi)
 
 
+def has_sample(ts: np.ndarray, t0: float, t1: float) -> bool:
+    """Whether any of the sorted timestamps falls inside [t0, t1): a stream silent for the
+    whole window gives no input rather than stale samples from outside it."""
+    lo, hi = _bounds(ts, t0, t1)
+    return hi > lo
+
+
 def _bounds(ts: np.ndarray, t0: float, t1: float) -> tuple[int, int]:
     """Index range [lo, hi) of the timestamps inside [t0, t1)."""
     lo, hi = np.searchsorted(ts, [t0, t1], side="left")
