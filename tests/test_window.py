@@ -146,9 +146,20 @@ def _press(x: VirtualDisplay, window: str, key: str) -> tuple[float, float]:
     return before, time.monotonic()
 
 
+def _thumbnail_std(view: np.ndarray) -> float:
+    return float(view[290:520, 730:1270].std())
+
+
 def _shows_thumbnails(view: np.ndarray) -> bool:
     """The thumbnail area holds the colour-mapped GAF tiles and frames (not a plain panel)."""
-    return float(view[290:520, 730:1270].std()) > 20
+    return _thumbnail_std(view) > 20
+
+
+def _state(proc: subprocess.Popen, logged: int, view: np.ndarray) -> str:
+    """What a failed wait saw, so a rare failure on a loaded machine can be told apart from
+    a dead program, a silent model or a blank view."""
+    status = "running" if proc.poll() is None else f"exited {proc.returncode}: {proc.stderr.read()[-1000:]!r}"
+    return f"program {status}; {logged} predictions logged; thumbnail area std {_thumbnail_std(view):.1f}"
 
 
 def _paused(view: np.ndarray) -> bool:
@@ -177,7 +188,8 @@ def test_demo_window_opens_and_its_keys_work(x_display, bundle, tmp_path):
             return [json.loads(l) for l in log.read_text().splitlines()] if log.is_file() else []
 
         # the window shows the rendered view: thumbnails of what the model saw once it predicts
-        assert wait_for(lambda: len(lines()) >= 2 and _shows_thumbnails(view()), WAIT_S, POLL_S), "no view on screen"
+        assert wait_for(lambda: len(lines()) >= 2 and _shows_thumbnails(view()), WAIT_S, POLL_S), \
+            f"no view on screen ({_state(proc, len(lines()), view())})"
         _press(x, window, "s")
         assert wait_for(lambda: lines()[-1]["smoothed"]["mode"] == "EMA over 5", WAIT_S, POLL_S), "s: no EMA"
         _press(x, window, "t")
