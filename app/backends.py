@@ -13,13 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import EdgeharError
-
-from .manifest import Manifest, ManifestError
-
-
-class BundleError(EdgeharError, ValueError):
-    """A bundle folder is missing, incomplete, or cannot be run here."""
+from ..contract.bundle import BundleError, model_path, read_manifest
+from ..contract.manifest import Manifest
 
 
 class Backend(Protocol):
@@ -60,7 +55,7 @@ class ExecuTorchBackend:
     """Runs an ExecuTorch program (`.pte`, XNNPACK delegate) with the ExecuTorch runtime."""
 
     name = "executorch"
-    extra = "executorch"  # pip extra that provides the runtime (quantize/formats.py)
+    extra = "executorch"  # pip extra that provides the runtime (contract/formats.py)
 
     def __init__(self, model_path: Path, num_threads: int | None = None):
         try:
@@ -150,19 +145,8 @@ def _missing_runtime(runtime: str, extra: str, exc: ImportError) -> str:
             f"install it with: pip install 'edgehar[{extra}]'")
 
 
-# manifest `format` -> backend; must match the FORMATS table (quantize/formats.py)
+# manifest `format` -> backend; must match the FORMATS table (contract/formats.py)
 BACKENDS = {"eager": EagerBackend, "executorch": ExecuTorchBackend, "litert": LiteRTBackend}
-
-
-def read_manifest(folder: str | Path) -> Manifest:
-    """A bundle folder's manifest; BundleError (one line) when the folder or manifest is bad."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise BundleError(f"bundle {str(folder)!r} is not a folder")
-    try:
-        return Manifest.load(folder)
-    except ManifestError as exc:
-        raise BundleError(f"bad manifest in bundle {str(folder)!r}: {exc}") from None
 
 
 def load_bundle(folder: str | Path, num_threads: int | None = None) -> tuple[Manifest, Backend]:
@@ -172,7 +156,4 @@ def load_bundle(folder: str | Path, num_threads: int | None = None) -> tuple[Man
     backend_cls = BACKENDS.get(manifest.format)
     if backend_cls is None:
         raise BundleError(f"bundle format {manifest.format!r} is not supported (known: {sorted(BACKENDS)})")
-    model_path = folder / manifest.model_file
-    if not model_path.is_file():
-        raise BundleError(f"bundle {str(folder)!r} has no model file {manifest.model_file!r}")
-    return manifest, backend_cls(model_path, num_threads=num_threads)
+    return manifest, backend_cls(model_path(folder, manifest), num_threads=num_threads)

@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 
 from .backends import Backend
-from .manifest import Manifest
-from .preprocess.frames import FrameTransform
-from .preprocess.inputs import ModelInputs, build_inputs
-from .preprocess.sampling import SegmentSampler
+from ..contract.manifest import Manifest
+from ..contract.preprocess.frames import FrameTransform
+from ..contract.preprocess.inputs import ModelInputs, build_inputs
+from ..contract.preprocess.sampling import SegmentSampler
 from .ringbuffer import FrameRing, SensorRing
 
 # How much history each ring keeps, in windows: one window is all the scheduler reads;

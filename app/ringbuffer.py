@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from ..firmware_bridge.series import FrameSeries, SensorSeries
+from ..contract.series import FrameSeries, SensorSeries
 
 
 class _Ring:

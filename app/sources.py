@@ -129,7 +129,7 @@ class Sources:
                                        name=self.camera_name, clock=self.clock)
             shape = self.camera.open()
         if self.simulate:
-            from ..firmware_bridge.sim.world import SimulatedWorld, make_subject
+            from ..simulator.world import SimulatedWorld, make_subject
 
             unknown = [s for s in self.simulate if s not in SimulatedWorld.streams]
             if unknown:
@@ -159,7 +159,7 @@ class Sources:
                 expect = expect or {}
                 self.hub = DeviceHub(urls, self._device_sink, expect={n: expect[n] for n in urls if n in expect}, clock=self.clock)
             if self.world is not None:
-                from ..firmware_bridge.sim.realtime import RealtimeSimulation
+                from ..simulator.devices.player import RealtimeSimulation
 
                 self.sim = RealtimeSimulation(self.world, self._world_sink, clock=self.clock)
                 self.start_time = self.sim.start()
@@ -179,7 +179,7 @@ class Sources:
 
     def _start_sim_devices(self, kinds: tuple[str, ...]) -> dict[str, str]:
         if self.transport == "serial":
-            from ..firmware_bridge.sim.firmware import PtyFirmware
+            from ..simulator.devices.firmware import PtyFirmware
 
             link = None
             if self.replugable:  # a stable symlink per device lets a test unplug and replug it under one path
@@ -195,7 +195,7 @@ class Sources:
                 self._stack.callback(dev.close)
             self._push = lambda k, t, v: self._sim_devices[k].push(t, v)
             return {k: f"serial://{d.path}" for k, d in self._sim_devices.items()}
-        from ..firmware_bridge.sim.ble_peripheral import BleSimulation
+        from ..simulator.devices.ble_peripheral import BleSimulation
 
         sim = BleSimulation(kinds, seed=self.seed, player=False)
         sim.__enter__()

@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from ..app.argtypes import non_negative_float, positive_float, positive_int
-from ..app.manifest import Manifest, ManifestError
+from ..argtypes import non_negative_float, positive_float, positive_int
+from ..contract.manifest import Manifest, ManifestError
 from ..errors import EdgeharError
 from .meters import EnergyMeter, MeterError, meter_from_spec
 
@@ -155,10 +155,10 @@ def measure_bundle(bundle: str | Path, runs: int = 200, warmup: int = 20, thread
                    max_runs: int = 2000, idle_s: float = 0.0) -> BundleResult:
     """Measure one bundle in this process (the driver calls it in a fresh subprocess)."""
     from ..app.backends import load_bundle
-    from ..app.preprocess.frames import FrameTransform
-    from ..app.preprocess.inputs import build_inputs
-    from ..app.preprocess.sampling import SegmentSampler
-    from ..firmware_bridge.series import between
+    from ..contract.preprocess.frames import FrameTransform
+    from ..contract.preprocess.inputs import build_inputs
+    from ..contract.preprocess.sampling import SegmentSampler
+    from ..contract.series import between
 
     bundle = Path(bundle)
     row = BundleResult(bundle=str(bundle), status="ok", threads=threads)
@@ -517,7 +517,7 @@ def _spec_of(meter: EnergyMeter, asked: str) -> str:
 
 # -- command line ------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The `edgehar bench` options (app/cli.py adds them to its verb)."""
+    """The `edgehar bench` options (edgehar/cli.py adds them to its verb)."""
     p.add_argument("bundles", nargs="+", type=Path, metavar="BUNDLE", help="bundle folders to measure (any format)")
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="folder for bench.md, bench.json, bench.png")
     p.add_argument("--runs", type=positive_int, default=200,

@@ -30,9 +30,9 @@ from edgehar.firmware_bridge.protocol import (
     encode_frame,
     samples_per_block,
 )
-from edgehar.firmware_bridge.sim.devices import STREAM_RATES, STREAM_SPECS
-from edgehar.firmware_bridge.sim.subject import make_subject
-from edgehar.firmware_bridge.sim.world import ACTIVITIES, generate_recording
+from edgehar.simulator.datasheet import STREAM_RATES, STREAM_SPECS
+from edgehar.simulator.subject import make_subject
+from edgehar.simulator.world import ACTIVITIES, generate_recording
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "decoder_throughput.json"
 CHUNKS = (64, 256, 1024, 4096)

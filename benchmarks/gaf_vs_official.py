@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from pyts.image import GramianAngularField
 
-from edgehar.app.preprocess.gaf import gaf_images
+from edgehar.contract.preprocess.gaf import gaf_images
 
 SEGMENTS, SENSORS, AXES, SAMPLES, SIDE = 3, 4, 3, 200, 224  # official: 2-s windows, 224² input
 DEFAULT_OUT = Path(__file__).parent / "results" / "gaf_vs_official.json"

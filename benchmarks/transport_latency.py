@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from edgehar.firmware_bridge.device import DeviceHub, DeviceStream
-from edgehar.firmware_bridge.sim.firmware import FirmwarePlayer, PtyFirmware
+from edgehar.simulator.devices.firmware import FirmwarePlayer, PtyFirmware
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "transport_latency.json"
 WARMUP_S = 10.0  # the clock fit is judged after this much data
@@ -97,7 +97,7 @@ def run_serial(seconds: float) -> list[dict]:
 
 def run_ble(seconds: float) -> list[dict]:
     """Glove + IMU as BLE peripherals on the emulated BlueZ, read through bleak."""
-    from edgehar.firmware_bridge.sim.ble_peripheral import BleSimulation
+    from edgehar.simulator.devices.ble_peripheral import BleSimulation
 
     sink = _TimedSink()
     spent, restore = _consumer_timer()

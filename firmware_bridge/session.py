@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .series import FrameSeries, SensorSeries
+from ..contract.series import FrameSeries, SensorSeries
 from ..errors import EdgeharError
 
 FORMAT_NAME = "edgehar-session"

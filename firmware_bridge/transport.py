@@ -134,7 +134,7 @@ TRANSPORTS: dict[str, str] = {
     "serial": "edgehar.firmware_bridge.transports.serial:SerialTransport",
     "ble": "edgehar.firmware_bridge.transports.ble:BleTransport",
     "replay": "edgehar.firmware_bridge.transports.replay:ReplayTransport",
-    "sim": "edgehar.firmware_bridge.transports.sim:SimTransport",
+    "sim": "edgehar.simulator.devices.transport:SimTransport",
 }
 
 

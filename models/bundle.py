@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..app.manifest import Manifest
+from ..contract.manifest import Manifest
 
 EAGER_MODEL_FILE = "model.pt2"
 

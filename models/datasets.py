@@ -17,11 +17,11 @@ import numpy as np
 
 from ..errors import EdgeharError
 
-from ..app.manifest import Manifest, ModalitySpec, StreamSpec
-from ..app.preprocess.frames import FrameTransform
-from ..app.preprocess.inputs import build_inputs
-from ..app.preprocess.sampling import SegmentSampler
-from ..firmware_bridge.series import FrameSeries, SensorSeries, between
+from ..contract.manifest import Manifest, ModalitySpec, StreamSpec
+from ..contract.preprocess.frames import FrameTransform
+from ..contract.preprocess.inputs import build_inputs
+from ..contract.preprocess.sampling import SegmentSampler
+from ..contract.series import FrameSeries, SensorSeries, between
 from ..firmware_bridge.session import SessionError, read_session
 
 SPLITS = ("train", "val", "test")
@@ -72,7 +72,7 @@ def load_data(source: str, frame_resize: int | None = None, progress: bool = Tru
 
 def simulated_dataset(progress: bool = True) -> Path:
     """The default simulated dataset folder, generated on first use."""
-    from ..firmware_bridge.sim.world import generate_dataset
+    from ..simulator.world import generate_dataset
 
     folder = cache_dir() / "sim-dataset-v1"
     done = folder / ".complete"

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..app.manifest import Manifest
+from ..contract.manifest import Manifest
 from .datasets import load_data
 from .registry import list_models
 from .train import TrainConfig, train_ablation

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..app.manifest import SENSOR_TYPES, Manifest, ModalitySpec
+from ..contract.manifest import SENSOR_TYPES, Manifest, ModalitySpec
 from .bundle import write_bundle
 from .datasets import DataError, LabelledData, LabelledRecording, WindowSampler, load_data
 from .flops import count_macs

@@ -5,7 +5,7 @@ a bundle and checks its fidelity against the fp32 eager model before calling it 
 Importing this package does not import torch; `export_bundle` does when called.
 """
 
-from .formats import FORMATS, PRECISIONS, ExportFormat, FormatError, export_targets, get_format
+from ..contract.formats import FORMATS, PRECISIONS, ExportFormat, FormatError, export_targets, get_format
 
 __all__ = ["FORMATS", "PRECISIONS", "ExportFormat", "FormatError", "export_bundle", "export_targets", "get_format",
            "ExportResult", "ExportError"]

@@ -1,6 +1,6 @@
 """`export_bundle`: an eager bundle -> an ExecuTorch or LiteRT bundle, checked before it counts.
 
-Steps, the same for every row of the FORMATS table (quantize/formats.py):
+Steps, the same for every row of the FORMATS table (contract/formats.py):
 
 1. Load the source bundle's fp32 program (`model.pt2`, `torch.export.load(...).module()`)
    and its manifest; the manifest's `metrics["data"]` names the data it was trained on.
@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from ..app.backends import BundleError, read_manifest
-from ..app.manifest import MANIFEST_NAME, Manifest
+from ..contract.bundle import BundleError, read_manifest
+from ..contract.manifest import MANIFEST_NAME, Manifest
 from ..errors import EdgeharError
-from .formats import ExportFormat, check_precision, get_format
+from ..contract.formats import ExportFormat, check_precision, get_format
 
 DEFAULT_CALIBRATION_WINDOWS = 256
 MIN_AGREEMENT = 0.98  # top-1 agreement with the fp32 eager model on the test windows

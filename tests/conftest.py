@@ -13,7 +13,7 @@ def private_system_bus(monkeypatch):
     an emulated BlueZ (firmware_bridge.sim.bluez.FakeBlueZ) on this bus is what bleak sees.
     The daemon is stopped and the variable restored afterwards.
     """
-    from edgehar.firmware_bridge.sim.bluez import PrivateBus
+    from edgehar.simulator.devices.bluez import PrivateBus
 
     with PrivateBus() as bus:
         monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", bus.address)
@@ -23,7 +23,7 @@ def private_system_bus(monkeypatch):
 @pytest.fixture(scope="session")
 def sessions(tmp_path_factory):
     """A tiny simulated data set (5 subjects, one 4 s bout of each activity): 3/1/1 split."""
-    from edgehar.firmware_bridge.sim.world import generate_dataset
+    from edgehar.simulator.world import generate_dataset
 
     folder = tmp_path_factory.mktemp("sessions")
     generate_dataset(folder, subjects=5, repeats=1, bout_s=4.0, seed=3, progress=False)

@@ -18,7 +18,7 @@ CALIBRATION_WINDOWS = 16
 def tiny_bundle(tmp_path_factory) -> tuple[Path, Path]:
     """(sessions folder, trained eager bundle)."""
     if "bundle" not in _cache:
-        from edgehar.firmware_bridge.sim.world import generate_dataset
+        from edgehar.simulator.world import generate_dataset
         from edgehar.models.train import TrainConfig, train
 
         root = tmp_path_factory.mktemp("export-src")

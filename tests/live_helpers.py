@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgehar.app.manifest import Manifest, ModalitySpec, StreamSpec
-from edgehar.firmware_bridge.sim.devices import GLOVE_CHANNELS, IMU_CHANNELS
+from edgehar.contract.manifest import Manifest, ModalitySpec, StreamSpec
+from edgehar.simulator.datasheet import GLOVE_CHANNELS, IMU_CHANNELS
 
 _BUNDLES: dict[tuple, Path] = {}
 

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from edgehar.app.backends import BundleError, ExecuTorchBackend, LiteRTBackend, load_bundle
+from edgehar.app.backends import ExecuTorchBackend, LiteRTBackend, load_bundle
+from edgehar.contract.bundle import BundleError
 from edgehar.models.datasets import WindowSampler, load_data
 
 from export_helpers import tiny_bundle, tiny_export

@@ -10,7 +10,7 @@ import pytest
 
 from edgehar.benchmarks.bench import STAGES, BenchTable, BundleResult, compare_rows, dense_segments, run_bench
 from edgehar.benchmarks.report import JSON_NAME, MARKDOWN_NAME, PLOT_NAME, plot_points, read_json, to_markdown
-from edgehar.app.manifest import Manifest
+from edgehar.contract.manifest import Manifest
 
 RUNS = 12  # a few queries: the tests check structure, not speed
 
@@ -164,7 +164,7 @@ def test_ratios_against_eager_fp32_and_fp32_of_the_same_runtime():
 def test_export_all_names_each_sources_exports_after_its_model(bundle, tmp_path):
     """Sources are usually all called `bundle`: exports named after the folder would overwrite
     one another; they are named after the model, numbered where a model comes twice."""
-    from edgehar.app.cli import _export_stems
+    from edgehar.cli import _export_stems
 
     folder, _ = bundle
     sources = []

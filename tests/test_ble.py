@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from edgehar.firmware_bridge import protocol
-from edgehar.firmware_bridge.sim.ble_peripheral import BlePeripheral, BleSimulation
-from edgehar.firmware_bridge.sim.bluez import FakeBlueZ
+from edgehar.simulator.devices.ble_peripheral import BlePeripheral, BleSimulation
+from edgehar.simulator.devices.bluez import FakeBlueZ
 from edgehar.firmware_bridge.transport import ConnectionLost, DeviceNotFoundError, TransportError, open_transport
 
 TIMEOUT_S = 30.0

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from edgehar.firmware_bridge.csvlines import MAX_LINE_BYTES, CsvLineDecoder, CsvStats
 from edgehar.firmware_bridge.protocol import ProtocolError
-from edgehar.firmware_bridge.sim.devices import IMU_CHANNELS
+from edgehar.simulator.datasheet import IMU_CHANNELS
 
 CH3 = ("ax", "ay", "az")
 

@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent(
 
     sys.meta_path.insert(0, NoTorch())
 
-    from edgehar.app.demo import run_demo
+    from edgehar.cli.demo import run_demo
 
     log = io.StringIO()
     summary = run_demo(Path(sys.argv[1]), seconds=4, json_path=Path(sys.argv[2]), out=log)

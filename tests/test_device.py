@@ -5,11 +5,11 @@ import asyncio
 import numpy as np
 import pytest
 
-from edgehar.app.manifest import StreamSpec
+from edgehar.contract.manifest import StreamSpec
 from edgehar.firmware_bridge.device import DescriptorMismatchError, DeviceHub, SinkError
 from edgehar.firmware_bridge.protocol import SampleBlock, encode_frame
-from edgehar.firmware_bridge.sim.devices import IMU_CHANNELS
-from edgehar.firmware_bridge.sim.firmware import sim_descriptor
+from edgehar.simulator.datasheet import IMU_CHANNELS
+from edgehar.simulator.devices.firmware import sim_descriptor
 from edgehar.firmware_bridge.transport import (
     Chunk, ConnectionLost, DeviceNotFoundError, Transport, register_transport,
 )

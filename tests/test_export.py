@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgehar.app.backends import BACKENDS, BundleError, load_bundle
-from edgehar.app.manifest import Manifest
+from edgehar.app.backends import BACKENDS, load_bundle
+from edgehar.contract.bundle import BundleError
+from edgehar.contract.manifest import Manifest
 from edgehar.models.datasets import WindowSampler, load_data
 from edgehar.quantize import FORMATS, FormatError, export_bundle, export_targets, get_format
 from edgehar.quantize.export import ExportError, fidelity
-from edgehar.quantize.formats import formats_markdown
+from edgehar.contract.formats import formats_markdown
 
 from export_helpers import CALIBRATION_WINDOWS, tiny_bundle, tiny_export
 

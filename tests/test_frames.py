@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgehar.app.manifest import Manifest, ModalitySpec, StreamSpec
-from edgehar.app.preprocess.frames import FrameTransform
+from edgehar.contract.manifest import Manifest, ModalitySpec, StreamSpec
+from edgehar.contract.preprocess.frames import FrameTransform
 
 
 def test_uniform_colour_is_rgb_normalised() -> None:

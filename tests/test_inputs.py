@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from pyts.image import GramianAngularField
 
-from edgehar.app.manifest import Manifest, ModalitySpec, StreamSpec
-from edgehar.app.preprocess.frames import FrameTransform
-from edgehar.app.preprocess.inputs import build_inputs
-from edgehar.app.preprocess.sampling import SegmentSampler
-from edgehar.firmware_bridge.series import FrameSeries, SensorSeries
+from edgehar.contract.manifest import Manifest, ModalitySpec, StreamSpec
+from edgehar.contract.preprocess.frames import FrameTransform
+from edgehar.contract.preprocess.inputs import build_inputs
+from edgehar.contract.preprocess.sampling import SegmentSampler
+from edgehar.contract.series import FrameSeries, SensorSeries
 
 T0, T1 = 4.0, 7.0
 GLOVE_CH = ("f1", "f2", "f3", "ax")

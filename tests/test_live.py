@@ -85,7 +85,7 @@ def test_a_dropped_stream_is_degraded_and_recovered(bundle, tmp_path):
 
 
 def _cli(*args, env=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "edgehar.app.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "edgehar.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
@@ -103,7 +103,7 @@ class _Result:
 
 def _main(capfd, *args):
     """The CLI in this process (torch already loaded: fast); capfd sees what C code writes too."""
-    from edgehar.app.cli import main
+    from edgehar.cli import main
 
     rc = main(list(args))
     out, err = capfd.readouterr()
@@ -113,7 +113,7 @@ def _main(capfd, *args):
 @pytest.fixture
 def glove_and_imu():
     """Simulated glove and IMU on pseudo-terminals, described but silent."""
-    from edgehar.firmware_bridge.sim.firmware import pty_devices
+    from edgehar.simulator.devices.firmware import pty_devices
 
     devs = pty_devices(("glove", "imu"), seed=0)
     yield {k: f"serial://{d.path}" for k, d in devs.items()}
@@ -192,7 +192,7 @@ def test_demo_falls_back_to_headless_and_saves_video(bundle, tmp_path):
 
 def test_window_keys_switch_smoothing_and_quit(bundle, tmp_path):
     """The keys the window reads (here fed by `key_source`): s switches smoothing, q quits."""
-    from edgehar.app.demo import run_demo
+    from edgehar.cli.demo import run_demo
 
     log = tmp_path / "p.jsonl"
     pressed = []
@@ -217,7 +217,7 @@ def test_window_keys_switch_smoothing_and_quit(bundle, tmp_path):
 def test_a_series_model_runs_live_and_its_windows_are_drawn(tmp_path):
     """A model fed raw sensor windows ("series", e.g. late_concat) runs the same loop; the view
     draws its sampled windows as line tiles beside the frames."""
-    from edgehar.app.demo import run_demo
+    from edgehar.cli.demo import run_demo
 
     bundle = tiny_bundle(tmp_path, model="late_concat_tiny")
     assert {m.type for m in load_bundle(bundle)[0].modalities} == {"frames", "series"}

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from edgehar.app.manifest import Manifest, ManifestError, ModalitySpec, StreamSpec
+from edgehar.contract.manifest import Manifest, ManifestError, ModalitySpec, StreamSpec
 
 
 def _manifest(**kw) -> Manifest:

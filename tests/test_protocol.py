@@ -42,7 +42,7 @@ from edgehar.firmware_bridge.protocol import (
     encode_message,
     samples_per_block,
 )
-from edgehar.firmware_bridge.sim.devices import GLOVE_SPECS, IMU_SPECS, STREAM_SPECS
+from edgehar.simulator.datasheet import GLOVE_SPECS, IMU_SPECS, STREAM_SPECS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "wire-protocol.md"
 

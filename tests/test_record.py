@@ -90,7 +90,7 @@ def test_protocol_parsing(tmp_path):
 
 def test_kill_9_loses_at_most_the_last_second(tmp_path):
     folder = tmp_path / "s"
-    proc = subprocess.Popen([sys.executable, "-m", "edgehar.app.cli", "record", "--out", str(folder), "--simulate",
+    proc = subprocess.Popen([sys.executable, "-m", "edgehar.cli", "record", "--out", str(folder), "--simulate",
                              "--seconds", "60", "--protocol", "neutral:30,hammer:30", "--headless"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "DISPLAY": ""})
     try:
@@ -126,7 +126,7 @@ def test_headless_record_labels_from_the_stdin_prompt(tmp_path):
     import threading
 
     folder = tmp_path / "s"
-    proc = subprocess.Popen([sys.executable, "-m", "edgehar.app.cli", "record", "--out", str(folder), "--simulate",
+    proc = subprocess.Popen([sys.executable, "-m", "edgehar.cli", "record", "--out", str(folder), "--simulate",
                              "--activities", "neutral,hammer", "--headless", "--seconds", "120"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "DISPLAY": ""})
@@ -177,7 +177,7 @@ def test_headless_record_labels_from_the_stdin_prompt(tmp_path):
 def test_record_train_live_round_trip(tmp_path):
     """A simulated person follows a protocol while being recorded; the session (no split:
     the trainer splits each bout by time) trains a tiny bundle that then runs live."""
-    from edgehar.app.demo import run_demo
+    from edgehar.cli.demo import run_demo
     from edgehar.models.train import TrainConfig, train
 
     data = tmp_path / "data"

@@ -7,7 +7,7 @@ import pytest
 
 from edgehar.firmware_bridge.device import DeviceHub
 from edgehar.firmware_bridge.session import write_session
-from edgehar.firmware_bridge.sim.world import generate_recording, make_subject
+from edgehar.simulator.world import generate_recording, make_subject
 from edgehar.firmware_bridge.transport import DeviceNotFoundError
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgehar.app.preprocess.sampling import SegmentSampler, has_sample, nearest_frames, sensor_windows
+from edgehar.contract.preprocess.sampling import SegmentSampler, has_sample, nearest_frames, sensor_windows
 
 T0, T1 = 10.0, 13.0  # observation window inside a longer recording
 

@@ -6,10 +6,10 @@ import time
 import numpy as np
 import pytest
 
-from edgehar.app.manifest import StreamSpec
+from edgehar.contract.manifest import StreamSpec
 from edgehar.firmware_bridge.device import DescriptorMismatchError, DeviceHub
-from edgehar.firmware_bridge.sim.devices import GLOVE_CHANNELS, IMU_CHANNELS
-from edgehar.firmware_bridge.sim.firmware import FirmwarePlayer, PtyFirmware, serve_serial
+from edgehar.simulator.datasheet import GLOVE_CHANNELS, IMU_CHANNELS
+from edgehar.simulator.devices.firmware import FirmwarePlayer, PtyFirmware, serve_serial
 from edgehar.firmware_bridge.transport import DeviceNotFoundError, TransportError, open_transport
 from waiting import wait_for
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgehar.firmware_bridge.session import SessionError, label_at, read_session, window_label, write_session
-from edgehar.firmware_bridge.sim.world import ACTIVITIES, generate_dataset, generate_recording, make_subject
+from edgehar.simulator.world import ACTIVITIES, generate_dataset, generate_recording, make_subject
 
 
 @pytest.fixture(scope="module")

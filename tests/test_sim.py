@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edgehar.firmware_bridge.series import FrameSeries, SensorSeries
-from edgehar.firmware_bridge.sim.devices import CAMERA_FPS, FRAME_HEIGHT, FRAME_WIDTH, GLOVE_RATE_HZ, GLOVE_SPECS, IMU_RATE_HZ
-from edgehar.firmware_bridge.sim.world import (
+from edgehar.contract.series import FrameSeries, SensorSeries
+from edgehar.simulator.datasheet import CAMERA_FPS, FRAME_HEIGHT, FRAME_WIDTH, GLOVE_RATE_HZ, GLOVE_SPECS, IMU_RATE_HZ
+from edgehar.simulator.world import (
     ACTIVITIES,
     CAMERA_ONLY_PAIRS,
     GLOVE_CHANNELS,

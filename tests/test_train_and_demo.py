@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from edgehar.app.backends import BundleError, load_bundle
-from edgehar.app.demo import run_demo
+from edgehar.app.backends import load_bundle
+from edgehar.contract.bundle import BundleError
+from edgehar.cli.demo import run_demo
 from edgehar.models import list_models
 from edgehar.models.datasets import WindowSampler, load_data
 
@@ -82,7 +83,7 @@ def test_bundle_errors(tmp_path, trained):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "edgehar.app.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "edgehar.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize(

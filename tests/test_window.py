@@ -113,7 +113,7 @@ def _launch(x: VirtualDisplay, title: str, opened: Path, *args: str) -> tuple[su
     and only that, is tried once more.
     """
     for attempt in (1, 2):
-        proc = subprocess.Popen([sys.executable, "-m", "edgehar.app.cli", *args], stdout=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-m", "edgehar.cli", *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env={**os.environ, "DISPLAY": x.name})
         wait_for(lambda: opened.exists() or proc.poll() is not None, 90, POLL_S)
         found: list[str] = []

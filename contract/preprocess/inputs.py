@@ -17,7 +17,7 @@ from ..manifest import SENSOR_TYPES, Manifest, ModalitySpec
 from .frames import FrameTransform
 from .gaf import gaf_images, rescale
 from .sampling import SegmentSampler, has_sample, nearest_frames, sensor_windows
-from ...firmware_bridge.series import FrameSeries, SensorSeries
+from ..series import FrameSeries, SensorSeries
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 `SimulatedFirmware` is what a real device's firmware does, minus the sensors: it
 quantises samples to int16 with its descriptor's scales (from the datasheet in
-sim/devices.py), cuts them into blocks, stamps each block with its own drifting u32
+simulator/datasheet.py), cuts them into blocks, stamps each block with its own drifting u32
 microsecond counter, numbers them, frames them (protocol.encode_frame) and writes the
 bytes somewhere. It answers SEND_DESCRIPTOR / SEND_STATUS, sends a DeviceStatus with a
 slowly falling battery every `status_every_s`, and can lose blocks (seq still
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..protocol import (
+from ...firmware_bridge.protocol import (
     DeviceDescriptor,
     DeviceStatus,
     FLAG_OVERFLOW,
@@ -56,7 +56,7 @@ from ..protocol import (
     encode_message,
     samples_per_block,
 )
-from .devices import STREAM_RATES, STREAM_SPECS
+from ..datasheet import STREAM_RATES, STREAM_SPECS
 
 FIRMWARE_VERSION = "sim-1.0.0"
 U32 = 1 << 32
@@ -428,7 +428,7 @@ class FirmwarePlayer:
 
     def __init__(self, firmwares: list[SimulatedFirmware], *, subject: int = 0, seed: int = 0, speed: float = 1.0,
                  world=None, lookahead_s: float = 0.3):
-        from .world import SimulatedWorld, make_subject
+        from ..world import SimulatedWorld, make_subject
 
         if speed <= 0:
             raise ValueError(f"speed must be > 0, got {speed}")

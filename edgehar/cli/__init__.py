@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ..benchmarks.bench import add_arguments as bench_arguments
 from ..errors import EdgeharError
-from .argtypes import positive_float, positive_int, probability
-from ..quantize.formats import FORMATS, PRECISIONS
+from ..argtypes import positive_float, positive_int, probability
+from ..contract.formats import FORMATS, PRECISIONS
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -176,7 +176,7 @@ def _device(text: str) -> tuple[str, str]:
 
 
 def _view_options(args: argparse.Namespace, cfg: dict | None = None):
-    from .live import LiveOptions
+    from ..app.live import LiveOptions
 
     cfg = cfg or {}
     smoothing = cfg.get("smoothing", {})
@@ -212,10 +212,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _live(args: argparse.Namespace) -> int:
-    from .backends import load_bundle
-    from .config import ConfigError, device_urls, load_config
-    from .live import run_live
-    from .sources import Sources
+    from ..app.backends import load_bundle
+    from ..app.config import ConfigError, device_urls, load_config
+    from ..app.live import run_live
+    from ..app.sources import Sources
 
     cfg = load_config(args.config) if args.config else {}
     model = args.model or cfg.get("model")
@@ -257,9 +257,9 @@ def _live(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from .config import device_urls
-    from .record import RecordOptions, parse_protocol, run_record
-    from .sources import Sources
+    from ..app.config import device_urls
+    from ..app.record import RecordOptions, parse_protocol, run_record
+    from ..app.sources import Sources
 
     devices = device_urls(args.glove, args.imu, dict(args.device or []))
     simulate: tuple[str, ...] = ()
@@ -328,7 +328,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _simulate_dataset(args: argparse.Namespace) -> int:
-    from ..firmware_bridge.sim.world import generate_dataset
+    from ..simulator.world import generate_dataset
 
     paths = generate_dataset(args.out, subjects=args.subjects, repeats=args.repeats, seed=args.seed)
     print(f"wrote {len(paths)} sessions to {args.out}")
@@ -338,7 +338,7 @@ def _simulate_dataset(args: argparse.Namespace) -> int:
 def _simulate_device(args: argparse.Namespace) -> int:
     options = dict(seed=args.seed, drift_ppm=args.drift_ppm, loss=args.loss, corrupt=args.corrupt)
     if args.serial:
-        from ..firmware_bridge.sim.firmware import serve_serial
+        from ..simulator.devices.firmware import serve_serial
 
         def ready(path: str) -> None:
             print(f"simulated {args.kind} streaming on {path}  ->  --{args.kind} serial://{path}"
@@ -348,7 +348,7 @@ def _simulate_device(args: argparse.Namespace) -> int:
     else:
         if args.format != "binary":
             raise EdgeharError("--format csv is for --serial; BLE carries the binary protocol")
-        from ..firmware_bridge.sim.ble_peripheral import serve_ble
+        from ..simulator.devices.ble_peripheral import serve_ble
 
         serve_ble(args.kind, duration_s=args.seconds, on_ready=lambda info: print(info, flush=True), **options)
     return 0
@@ -367,7 +367,7 @@ def _bench(args: argparse.Namespace) -> int:
     from ..benchmarks.bench import run_from_args
 
     if args.export_all:
-        from ..quantize import export_bundle, export_targets
+        from .quantize import export_bundle, export_targets
 
         exported = []
         for source, stem in zip(args.bundles, _export_stems(args.bundles)):
@@ -386,7 +386,7 @@ def _export_stems(sources: list[Path]) -> list[str]:
     """Folder name stem of each source's exports: its model name, numbered where several
     sources hold the same model (bundles are usually all called `bundle`, so the folder
     name alone would make the exports of one model overwrite another's)."""
-    from .backends import read_manifest
+    from ..contract.bundle import read_manifest
 
     models = [read_manifest(s).model for s in sources]
     return [m if models.count(m) == 1 else f"{m}-{models[:i].count(m) + 1}" for i, m in enumerate(models)]
@@ -422,6 +422,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import protocol
+from ...firmware_bridge import protocol
 from .bluez import CharSpec, FakeBlueZ, FakeDevice, PrivateBus, ServiceSpec
-from .devices import STREAM_SPECS
+from ..datasheet import STREAM_SPECS
 from .firmware import FirmwarePlayer, SimulatedFirmware
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .devices import GLOVE_SPECS, IMU_SPECS
+from .datasheet import GLOVE_SPECS, IMU_SPECS
 from .signals import rotation
 from .subject import Subject
 

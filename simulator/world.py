@@ -38,11 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..series import FrameSeries, SensorSeries
+from ..contract.series import FrameSeries, SensorSeries
 
-from ..session import Recording, write_session
+from ..firmware_bridge.session import Recording, write_session
 from .activities import ACTIVITIES, CAMERA_ONLY_PAIRS, GLOVE_ONLY_PAIRS, Bout, activity_model
-from .devices import FRAME_HEIGHT, FRAME_WIDTH, GLOVE_CHANNELS, IMU_CHANNELS, STREAM_RATES, STREAM_SPECS
+from .datasheet import FRAME_HEIGHT, FRAME_WIDTH, GLOVE_CHANNELS, IMU_CHANNELS, STREAM_RATES, STREAM_SPECS
 from .render import Camera
 from .sensors import H_DIFF, measure_glove, measure_imu
 from .signals import smoothstep
@@ -218,7 +218,7 @@ class _Engine:
             if name in STREAM_SPECS:
                 entry["units"] = [c.unit for c in STREAM_SPECS[name]]
             streams[name] = entry
-        return {"streams": streams, "generator": "edgehar.firmware_bridge.sim", "seed": self.seed, "subject_params": asdict(self.subject)}
+        return {"streams": streams, "generator": "edgehar.simulator", "seed": self.seed, "subject_params": asdict(self.subject)}
 
 
 def generate_recording(subject: Subject, schedule: list[tuple[str, float]], seed: int) -> Recording:

@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from .backends import BundleError, load_bundle
-from .live import LiveOptions, LiveSummary, run_live
-from .sources import DEMO_SUBJECT, SIM_TRANSPORTS, Sources  # noqa: F401  (DEMO_SUBJECT re-exported)
+from ..app.backends import load_bundle
+from ..contract.bundle import BundleError
+from ..app.live import LiveOptions, LiveSummary, run_live
+from ..app.sources import DEMO_SUBJECT, SIM_TRANSPORTS, Sources  # noqa: F401  (DEMO_SUBJECT re-exported)
 
 # The default bundle is trained once per machine and cached; bump when its recipe changes.
 DEFAULT_BUNDLE_NAME = "default-mmtsa-v1"
@@ -38,7 +39,7 @@ def default_bundle(progress: bool = True) -> Path:
     if not (bundle / "manifest.json").is_file():
         print("edgehar: no bundle given and no cached default; training the default MMTSA once "
               f"(simulated data, a few minutes) into {folder}", file=sys.stderr)
-        from ..models.train import TrainConfig, train
+        from .models.train import TrainConfig, train
 
         metrics = train(TrainConfig(out=str(folder)), progress=progress)
         print(f"edgehar: default bundle ready: test accuracy {100 * metrics['accuracy']:.1f}% "
@@ -49,7 +50,7 @@ def default_bundle(progress: bool = True) -> Path:
 def demo_sources(manifest, devices: dict[str, str] | None = None, camera: str | None = None,
                  transport: str = "serial", seed: int = 0) -> Sources:
     """Simulated sources for every bundle stream not given a real device or camera."""
-    from ..firmware_bridge.sim.world import SimulatedWorld
+    from ..simulator.world import SimulatedWorld
 
     if transport not in DEMO_TRANSPORTS:
         raise BundleError(f"transport {transport!r} is not one of {DEMO_TRANSPORTS}")

@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..series import FrameSeries, SensorSeries
-from .world import SimulatedWorld
+from ...contract.series import FrameSeries, SensorSeries
+from ..world import SimulatedWorld
 
 # Samples per emitted sensor block (a BLE notification carries a handful).
 BLOCK_SAMPLES = 5

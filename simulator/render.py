@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from .activities import BASE_Z
-from .devices import FRAME_HEIGHT as H
-from .devices import FRAME_WIDTH as W
+from .datasheet import FRAME_HEIGHT as H
+from .datasheet import FRAME_WIDTH as W
 from .signals import draw_drift, drift
 from .subject import Subject
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from ..sim.devices import STREAM_SPECS
-from ..transport import Chunk, DeviceNotFoundError, DeviceURL, Transport, TransportError
+from ..datasheet import STREAM_SPECS
+from ...firmware_bridge.transport import Chunk, DeviceNotFoundError, DeviceURL, Transport, TransportError
 
 _END = object()
 
@@ -43,7 +43,7 @@ class SimTransport(Transport):
         self._queue: asyncio.Queue | None = None
 
     async def connect(self) -> None:
-        from ..sim.firmware import FirmwarePlayer, SimulatedFirmware
+        from .firmware import FirmwarePlayer, SimulatedFirmware
 
         if self._player is not None:
             return
