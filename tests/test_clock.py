@@ -81,3 +81,32 @@ def test_fallback_before_enough_data_and_restart_on_clock_jump():
         m.add(0.05 * i, 5010.0 + 0.05 * i)
     assert m.restarts == 1
     assert m.to_host(0.45) == pytest.approx(5010.45, abs=2e-3)
+
+
+@pytest.mark.parametrize("wraps", [1, 2, 5])
+@pytest.mark.parametrize("host_short_s", [0.005, 0.2])
+def test_unwrap_after_a_long_silence_keeps_every_wrap(wraps, host_short_s):
+    """Guards the wrap count after a silence: the host's measure of the gap is a little
+    short of the device's (arrival jitter, drift), so the ratio lands just under a whole
+    number of wraps; it must round to it, not truncate (which loses 71.6 min)."""
+    dc = DeviceClock()
+    dc.unwrap(1_000)
+    advance_us = wraps * U32 + 3_000  # the device really went round `wraps` times and 3 ms
+    got = dc.unwrap((1_000 + advance_us) % U32, host_elapsed=advance_us * 1e-6 - host_short_s)
+    assert got == pytest.approx((1_000 + advance_us) * 1e-6)
+
+
+@pytest.mark.parametrize("drift_ppm", [-300.0, -50.0, 50.0, 300.0])
+def test_drift_sign_maps_a_slow_and_a_fast_device_clock(drift_ppm):
+    """Guards the sign of the drift term: host = offset + (1 + drift) * device. A device
+    clock that runs slow (drift > 0) or fast (< 0) maps to host time within 50 µs after
+    20 s with no jitter, and the reported drift has the right sign and size."""
+    drift = drift_ppm * 1e-6
+    mapper = ClockMapper()
+    host0 = 1234.5
+    for k in range(1, 401):  # 20 s of 50 ms blocks, each arriving 2 ms after its last sample
+        t_host = k * 0.05
+        mapper.add(t_host / (1 + drift), host0 + t_host + 0.002)
+    assert mapper.drift_ppm == pytest.approx(drift_ppm, abs=2.0)
+    for t_host in (5.0, 19.0, 25.0):  # inside the fitted span and 5 s past it
+        assert float(mapper.to_host(t_host / (1 + drift))) == pytest.approx(host0 + t_host + 0.002, abs=5e-5)

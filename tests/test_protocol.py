@@ -530,3 +530,32 @@ def test_mutation_oracle_can_fail():
     assert isinstance(wrong, SampleBlock) and wrong != block(7, n=2)
     out, stats = decode_all(bytes(f) + encode_frame(block(8, n=2)))
     assert out == [block(8, n=2)] and stats.crc_errors == 1 and stats.resyncs == 1
+
+
+def _descriptor_of_frame_size(body_bytes: int) -> DeviceDescriptor:
+    """A descriptor whose encoded frame body (COBS, before the 0x00) is exactly body_bytes long:
+    each character of the name adds one byte, so some name length hits it."""
+    for length in range(1, 256):
+        d = DeviceDescriptor("g" * length, "1.0.0", 100.0,
+                             tuple(ChannelInfo(f"ch{i:02d}" * 3, "unit", 1.0) for i in range(12)))
+        p = encode_message(d)
+        if len(cobs_encode(p + crc16(p).to_bytes(2, "big"))) == body_bytes:
+            return d
+    raise AssertionError(f"no descriptor encodes to {body_bytes} bytes")
+
+
+@pytest.mark.parametrize("chunks", [None, [1], [7], [300]])
+def test_a_frame_of_exactly_the_cap_is_encoded_and_decoded(chunks):
+    """Guards the boundary: a frame body of exactly MAX_FRAME_BYTES is legal on both sides
+    (a `>` turned `>=` in encode_frame or FrameDecoder would refuse it), one byte more is not."""
+    at_cap = _descriptor_of_frame_size(MAX_FRAME_BYTES)
+    frame = encode_frame(at_cap)
+    assert len(frame) == MAX_FRAME_BYTES + 1  # + the 0x00 delimiter
+    msgs, stats = decode_all(frame + encode_frame(block(1)), chunks)
+    assert msgs[0] == at_cap and len(msgs) == 2 and stats.oversize == 0
+
+    over = _descriptor_of_frame_size(MAX_FRAME_BYTES + 1)
+    with pytest.raises(ProtocolError):
+        encode_frame(over)
+    msgs, stats = decode_all(frame_of_payload(encode_message(over)) + encode_frame(block(1)), chunks)
+    assert len(msgs) == 1 and isinstance(msgs[0], SampleBlock) and stats.oversize == 1

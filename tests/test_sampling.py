@@ -122,3 +122,14 @@ def test_nearest_frames_prefers_frames_inside_window() -> None:
     np.testing.assert_array_equal(nearest_frames(ft, times, T0, T1), [1, 2])
     # No frame inside: fall back to the nearest overall.
     np.testing.assert_array_equal(nearest_frames(np.array([7.0, 14.0]), times, T0, T1), [0, 1])
+
+
+def test_ties_go_to_the_earlier_sample_and_frame() -> None:
+    """Guards the documented tie-break: a time exactly between two samples (or frames)
+    takes the earlier one, for sensor windows and frames alike."""
+    ts = np.array([10.0, 10.5, 11.0, 11.5, 12.0, 12.5])
+    values = np.stack([ts, -ts], axis=1)
+    times = np.array([10.25, 11.75])  # each exactly halfway between two stamps
+    np.testing.assert_array_equal(nearest_frames(ts, times, T0, T1), [0, 3])
+    centre = sensor_windows(ts, values, times, k=1, t0=T0, t1=T1)[:, 0, 0]  # K = 1: the nearest sample itself
+    np.testing.assert_array_equal(centre, [10.0, 11.5])
