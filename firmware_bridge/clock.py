@@ -20,6 +20,15 @@ and a device clock that jumps (reboot) restarts the fit.
 Before enough data (`min_span_s` of device time): drift is assumed 0 (or the last
 fit's drift after a restart) and the offset is the lower envelope of what was seen,
 so the very first block maps to its own arrival time and estimates only improve.
+
+Arrivals can also say nothing about the clock: a device that dumps seconds of backlog
+in one read gives every block the same arrival time (a fitted slope of exactly -1), a
+replay faster than real time compresses host time. A fitted drift beyond `max_drift_ppm`
+(no crystal or RC oscillator is that far off; arrival patterns are) is therefore not
+believed: the mapper keeps the prior drift (0: the nominal rate) under the lower
+envelope and reports itself not `ready` (health: clock unlocked) until the arrivals
+again fit a plausible clock. Mapped times then stay strictly increasing at the
+device's own spacing whatever the arrivals do.
 """
 
 from __future__ import annotations
@@ -75,6 +84,7 @@ class ClockFit:
     drift: float  # dimensionless (1e-6 = 1 ppm); device clock fast -> drift < 0
     span_s: float  # device seconds of data the fit saw
     points: int  # bins the fit used
+    locked: bool = False  # drift fitted from enough data and plausible (else the prior drift)
 
     def to_host(self, t_device):
         return self.offset + (1.0 + self.drift) * (np.asarray(t_device, np.float64) - self.x0)
@@ -97,9 +107,11 @@ class ClockMapper:
         jump_s: float = 0.5,  # s: points this far below the fit mean the device clock jumped
         late_s: float = 30.0,  # s: points this far above it too (a clock restart reads as huge latency)
         jump_count: int = 5,  # consecutive such points before the fit restarts
+        max_drift_ppm: float = 1000.0,  # a fitted drift beyond this is an arrival pattern, not a clock
     ):
         self.horizon_s, self.bin_s, self.min_span_s = horizon_s, bin_s, min_span_s
         self.outlier_s, self.jump_s, self.late_s, self.jump_count = outlier_s, jump_s, late_s, jump_count
+        self.max_drift = max_drift_ppm * 1e-6
         self._bins: deque[list] = deque()  # [bin index, x, z] with z = host - device, x relative to x0
         self._x0: float | None = None
         self._fit: ClockFit | None = None
@@ -164,9 +176,10 @@ class ClockMapper:
     # -- output --------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        """True once drift is fitted (at least `min_span_s` of data); before that offset only."""
+        """True once drift is fitted (at least `min_span_s` of data) and plausible; before
+        that, or while arrivals fit no plausible clock, offset only (clock unlocked)."""
         fit = self.fit()
-        return fit is not None and fit.span_s >= self.min_span_s
+        return fit is not None and fit.locked
 
     def fit(self) -> ClockFit | None:
         if self._dirty:
@@ -194,9 +207,7 @@ class ClockMapper:
         z = np.fromiter((e[2] for e in self._bins), np.float64, len(self._bins))
         span = float(x[-1] - x[0])
         if span < self.min_span_s or len(x) < 3:
-            slope = self._prior_drift
-            c = float(np.min(z - slope * x))  # lower envelope with the prior drift
-            return self._make(c, slope, span, len(x))
+            return self._unlocked(x, z, span)
         keep = np.ones(len(x), bool)
         for _ in range(4):  # reject isolated points far below their neighbours, refit
             c, slope, support = _lp_fit(x[keep], z[keep], x_star=float(x[keep].mean()))
@@ -206,7 +217,14 @@ class ClockMapper:
                 break
             keep[bad] = False
             self.rejected += len(bad)
-        return self._make(c, slope, span, int(keep.sum()))
+        if abs(slope) > self.max_drift:  # a backlog, a burst or a replay: no clock to fit
+            return self._unlocked(x, z, span)
+        return self._make(c, slope, span, int(keep.sum()), locked=True)
+
+    def _unlocked(self, x: np.ndarray, z: np.ndarray, span: float) -> ClockFit:
+        """Offset only: the lower envelope of the points under the prior drift."""
+        slope = self._prior_drift
+        return self._make(float(np.min(z - slope * x)), slope, span, len(x), locked=False)
 
     def _supported(self, x: np.ndarray, z: np.ndarray, keep: np.ndarray, i: int, slope: float) -> bool:
         """A supporting point is real unless it lies far below its neighbours (within ±1 s) or
@@ -222,11 +240,11 @@ class ClockMapper:
         c, s, _ = _lp_fit(x[rest], z[rest], x_star=float(x[rest].mean()))
         return bool(z[i] - (c + s * x[i]) >= -self.outlier_s)
 
-    def _make(self, c: float, slope: float, span: float, n: int) -> ClockFit:
+    def _make(self, c: float, slope: float, span: float, n: int, locked: bool) -> ClockFit:
         # z = c + slope * x  with z = host - device, x = device - x0
         #   => host = (x0 + c) + (1 + slope) * (device - x0)
         assert self._x0 is not None
-        return ClockFit(x0=self._x0, offset=self._x0 + c, drift=slope, span_s=span, points=n)
+        return ClockFit(x0=self._x0, offset=self._x0 + c, drift=slope, span_s=span, points=n, locked=locked)
 
 
 def _lp_fit(x: np.ndarray, z: np.ndarray, x_star: float) -> tuple[float, float, tuple[int, int]]:

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgehar.firmware_bridge.clock import U32, ClockMapper, DeviceClock
 
@@ -110,3 +112,64 @@ def test_drift_sign_maps_a_slow_and_a_fast_device_clock(drift_ppm):
     assert mapper.drift_ppm == pytest.approx(drift_ppm, abs=2.0)
     for t_host in (5.0, 19.0, 25.0):  # inside the fitted span and 5 s past it
         assert float(mapper.to_host(t_host / (1 + drift))) == pytest.approx(host0 + t_host + 0.002, abs=5e-5)
+
+
+def _feed(mapper: ClockMapper, dc: DeviceClock, start_us: int, arrivals, block_s: float = 0.05):
+    """Blocks of block_s device seconds from counter start_us, arriving at the given host times;
+    yields the mapper after each block."""
+    for k, t_host in enumerate(arrivals):
+        x = dc.unwrap((start_us + round((k + 1) * block_s * 1e6)) % U32)
+        mapper.add(x, float(t_host))
+        yield x
+
+
+@pytest.mark.parametrize("start_us", [0, 2**31, U32 - 3_000_000])  # near 0, mid-range, 3 s before the wrap
+@pytest.mark.parametrize("backlog_s", [2.0, 10.0])
+def test_a_backlog_in_one_read_maps_at_the_device_spacing(start_us, backlog_s):
+    """A device that flushes seconds of blocks on connect: they all arrive at once (the fitted
+    slope is exactly -1). The mapper must not believe that: no exception, the clock reads
+    unlocked, the backlog maps at its own spacing ending at its arrival, and once live blocks
+    flow at real time the clock locks again at ~0 ppm."""
+    mapper, dc = ClockMapper(), DeviceClock()
+    n_backlog = int(backlog_s / 0.05)
+    xs = list(_feed(mapper, dc, start_us, [100.002] * n_backlog))  # 2 ms transport latency, as live
+    assert not mapper.ready
+    mapped = np.asarray(mapper.to_host(np.array(xs)))
+    assert mapped[-1] == pytest.approx(100.002, abs=1e-9)
+    np.testing.assert_allclose(np.diff(mapped), 0.05, rtol=1e-6)
+    live = 100.0 + 0.05 * np.arange(1, 601) + 0.002  # 30 s of live blocks, 2 ms transport latency
+    last = xs[-1]
+    for x in _feed(mapper, dc, (start_us + round(n_backlog * 0.05 * 1e6)) % U32, live):
+        last = x
+    assert mapper.ready and abs(mapper.drift_ppm) < 1.0
+    assert float(mapper.to_host(last)) == pytest.approx(live[-1], abs=1e-3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    drift_ppm=st.floats(-200, 200),
+    speed=st.sampled_from([1.0, 1.0, 1.0, 10.0, 0.1]),  # device time per host time: live, replay fast/slow
+    jitter_s=st.floats(0.0, 0.1),
+    backlog=st.integers(0, 200),
+    bursts=st.lists(st.tuples(st.integers(0, 599), st.integers(1, 40)), max_size=5),
+    seed=st.integers(0, 2**16),
+)
+def test_any_arrival_pattern_keeps_the_mapping_sane(drift_ppm, speed, jitter_s, backlog, bursts, seed):
+    """Whatever the arrivals (jitter up to 100 ms, a backlog, bursts of blocks held back and
+    released together, a device running 10x faster or slower than real time): no exception,
+    mapped times strictly increasing at the device's spacing within 5 %, and any drift the
+    mapper reports as locked is within ±1000 ppm."""
+    rng = np.random.default_rng(seed)
+    n = 600
+    true = np.arange(1, n + 1) * 0.05 * (1 + drift_ppm * 1e-6) / speed  # host time each block completes
+    arrival = true + rng.uniform(0, jitter_s, n)
+    arrival[:backlog] = arrival[backlog] if backlog < n else arrival[-1]
+    for at, length in bursts:  # held back, then released at once
+        arrival[at:at + length] = arrival[min(at + length, n - 1)]
+    arrival = np.maximum.accumulate(arrival)  # a transport delivers in order
+    mapper, dc = ClockMapper(), DeviceClock()
+    for x in _feed(mapper, dc, int(rng.integers(0, U32)), arrival):
+        step = float(mapper.to_host(x + 0.05)) - float(mapper.to_host(x))
+        assert 0.95 * 0.05 < step < 1.05 * 0.05
+        if mapper.ready:
+            assert abs(mapper.drift_ppm) <= 1000.0
