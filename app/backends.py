@@ -93,7 +93,7 @@ class LiteRTBackend:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
-            try:  # the predecessor; fails under numpy 2 (shared/FACTS.md), so only a fallback
+            try:  # the predecessor; fails under numpy 2 (docs/platform-notes.md, "Installing"), so only a fallback
                 from tflite_runtime.interpreter import Interpreter
             except ImportError:
                 raise BundleError(_missing_runtime("LiteRT", self.extra, exc)) from None

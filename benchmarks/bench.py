@@ -20,7 +20,9 @@ format; for MMTSA bundles with eager weights, sparse N-segment sampling against 
 (MACs and accuracy of the same weights, where torch is installed); and our GAF against
 the official-style pyts pipeline (where pyts is installed).
 
-    python -m edgehar.benchmarks.bench BUNDLE [BUNDLE ...] [--out DIR] [--runs N] ...
+`edgehar bench` is the command line (its flags live with the other verbs' in
+`edgehar.cli`); `python -m edgehar.benchmarks.bench --one BUNDLE | --dense BUNDLE
+--result FILE` is the per-bundle child the driver starts, not meant to be typed.
 """
 
 from __future__ import annotations
@@ -36,18 +38,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..argtypes import non_negative_float, positive_float, positive_int
 from ..contract.manifest import Manifest, ManifestError
 from ..errors import EdgeharError
 from .meters import EnergyMeter, MeterError, meter_from_spec
+from .report import write_all
+from .table import STAGES, BenchTable, BundleResult
 
-STAGES = ("sampling", "gaf", "frames", "inference", "total")
 PERCENTILES = (50, 90, 99)
 STABLE_STEP = 50  # extra queries between two p90 stability checks
 STABLE_TOLERANCE = 0.02  # p90 moved by less than this fraction: stable
@@ -59,60 +61,6 @@ RUNTIME_PACKAGES = (
 
 class BenchError(EdgeharError, ValueError):
     """A benchmark that cannot run as asked (no bundle, no data source, bad option)."""
-
-
-@dataclass
-class BundleResult:
-    """One row: one bundle measured in one process. Figures are None where not measured."""
-
-    bundle: str
-    status: str  # "ok", or why the bundle could not be measured
-    model: str | None = None
-    format: str | None = None
-    precision: str | None = None
-    size_bytes: int | None = None  # every file in the bundle folder
-    data: str | None = None  # data source of the test subjects
-    accuracy: float | None = None
-    macro_f1: float | None = None
-    test_windows: int | None = None
-    runs: int = 0  # timed single-stream queries
-    p90_stable: bool | None = None  # stopped because p90 settled (False: hit max_runs)
-    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> {"p50", "p90", "p99", "mean"}
-    throughput_per_s: float | None = None  # 1 / mean total latency, single stream
-    peak_rss_mb: float | None = None  # after load + warm-up on random inputs: what the live app needs
-    peak_rss_with_data_mb: float | None = None  # end of run: also holds the test recordings
-    energy_j_per_inference: float | None = None
-    energy_net_j_per_inference: float | None = None  # above idle power, when idle_s > 0
-    idle_w: float | None = None
-    energy_label: str = "no meter"  # meter name, "estimate", or "no meter"
-    threads: int | None = None  # requested; None = the runtime's default
-    model_config: dict[str, Any] = field(default_factory=dict)
-    labels: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def p50(self, stage: str = "total") -> float | None:
-        return self.latency_ms.get(stage, {}).get("p50")
-
-
-@dataclass
-class BenchTable:
-    rows: list[BundleResult]
-    comparisons: list[dict[str, Any]]  # speed/accuracy/size ratios between rows
-    sparse_vs_dense: list[dict[str, Any]]  # MMTSA N sparse segments vs dense, per model
-    gaf_vs_official: dict[str, Any]  # {"rows": [...]} or {"skipped": why}
-    machine: dict[str, Any]
-    meter: dict[str, Any]  # name, description, estimate, reasons
-    settings: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "BenchTable":
-        return cls(**{**d, "rows": [BundleResult(**r) for r in d["rows"]]})
 
 
 # -- one bundle, in its own process ----------------------------------------------------
@@ -450,7 +398,7 @@ def run_bench(bundles: list[str | Path], runs: int = 200, warmup: int = 20, thre
         raise BenchError(f"runs ({runs}) and max_runs ({max_runs}) must be >= 1, warmup ({warmup}) >= 0")
     say = log or (lambda msg: None)
     chosen, reasons = meter_from_spec(meter, sysfs_root)
-    child_spec = "none" if chosen is None else _spec_of(chosen, meter)
+    child_spec = "none" if chosen is None else _spec_of(chosen)
     meter_info = {
         "name": chosen.name if chosen else "no meter",
         "description": chosen.description if chosen else "no meter: energy not measured",
@@ -499,71 +447,18 @@ def run_bench(bundles: list[str | Path], runs: int = 200, warmup: int = 20, thre
                   "idle_s": idle_s, "scenario": "single-stream: one window at a time, whole live path"},
     )
     if out_dir is not None:
-        from .report import write_all
-
         for path in write_all(table, out_dir):
             say(f"wrote {path}")
     return table
 
 
-def _spec_of(meter: EnergyMeter, asked: str) -> str:
+def _spec_of(meter: EnergyMeter) -> str:
     """The spec a child process needs to open the same meter the driver chose."""
     if meter.name == "estimate":
         return f"estimate:{meter.watts}"  # type: ignore[attr-defined]
     if meter.name == "ina3221":
         return f"ina3221:{meter.rail.label}"  # type: ignore[attr-defined]
     return meter.name
-
-
-# -- command line ------------------------------------------------------------------------
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The `edgehar bench` options (edgehar/cli.py adds them to its verb)."""
-    p.add_argument("bundles", nargs="+", type=Path, metavar="BUNDLE", help="bundle folders to measure (any format)")
-    p.add_argument("--out", type=Path, default=Path("runs/bench"), help="folder for bench.md, bench.json, bench.png")
-    p.add_argument("--runs", type=positive_int, default=200,
-                   help="at least this many timed single-stream queries per bundle (default 200), and one per test window")
-    p.add_argument("--max-runs", type=positive_int, default=2000, help="stop here even if p90 is not stable (default 2000)")
-    p.add_argument("--warmup", type=int, default=20, help="untimed queries first (default 20)")
-    p.add_argument("--threads", type=positive_int, metavar="N", help="inference threads (default: the runtime's)")
-    p.add_argument("--data", metavar="SOURCE", help="test data for every bundle (default: each manifest's metrics.data)")
-    energy = p.add_mutually_exclusive_group()
-    energy.add_argument("--meter", default="auto",
-                        help="auto (default), none, rapl, ina3221[:RAIL], battery or nvml")
-    energy.add_argument("--energy-estimate", type=positive_float, metavar="WATTS",
-                        help="no meter here: ESTIMATE energy as process CPU time x WATTS (labelled 'estimate')")
-    p.add_argument("--idle-s", type=non_negative_float, default=0.0, metavar="S",
-                   help="measure idle power for S seconds first and also report energy above idle")
-    p.add_argument("--no-dense", dest="dense", action="store_false",
-                   help="skip MMTSA sparse-vs-dense segments (needs torch and an eager bundle)")
-    p.add_argument("--gaf-reps", type=int, default=20, metavar="N",
-                   help="repetitions of our GAF vs the official pyts pipeline (0: skip; needs pyts)")
-
-
-def run_from_args(args: argparse.Namespace) -> BenchTable:
-    """What `edgehar bench` runs: the table, printed as markdown, written to --out."""
-    meter = f"estimate:{args.energy_estimate}" if args.energy_estimate else args.meter
-    table = run_bench(args.bundles, runs=args.runs, warmup=args.warmup, threads=args.threads, meter=meter,
-                      out_dir=args.out, data=args.data, max_runs=args.max_runs, idle_s=args.idle_s,
-                      dense=args.dense, gaf_reps=args.gaf_reps, log=lambda m: print(m, file=sys.stderr))
-    from .report import to_markdown
-
-    print(to_markdown(table))
-    return table
-
-
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("--one", "--dense"):
-        _child_main(argv)
-        return
-    p = argparse.ArgumentParser(prog="python -m edgehar.benchmarks.bench", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        run_from_args(args)
-    except EdgeharError as exc:
-        print(f"edgehar bench: {exc}", file=sys.stderr)
-        sys.exit(2)
 
 
 def _child_main(argv: list[str]) -> None:
@@ -596,4 +491,4 @@ def _child_main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _child_main(sys.argv[1:])

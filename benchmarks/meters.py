@@ -85,7 +85,7 @@ def _sys(root: str | Path, path: str) -> Path:
 class _Poller:
     """Calls `fn` every `interval_s` on a daemon thread until stopped."""
 
-    def __init__(self, fn: Callable[[], None], interval_s: float):
+    def __init__(self, fn: Callable[[], object], interval_s: float):
         self._fn, self._interval = fn, interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="energy-meter", daemon=True)
@@ -100,7 +100,22 @@ class _Poller:
         self._thread.join()
 
 
-class SampledPowerMeter:
+class _Polled:
+    """A meter whose readings a `_Poller` repeats between `start` and `stop`."""
+
+    _poller: _Poller | None = None
+
+    def _start_polling(self, fn: Callable[[], object], interval_s: float | None) -> None:
+        """Poll `fn` every `interval_s` (None or 0: never, the caller reads by hand)."""
+        self._poller = _Poller(fn, interval_s) if interval_s else None
+
+    def _stop_polling(self) -> None:
+        if self._poller is not None:
+            self._poller.stop()
+            self._poller = None
+
+
+class SampledPowerMeter(_Polled):
     """Integrates instantaneous power (W) over time with the trapezoid rule.
 
     `start()` takes a first sample, a background thread samples every `interval_s`
@@ -120,7 +135,6 @@ class SampledPowerMeter:
         self._last: tuple[float, float] | None = None  # (t, watts)
         self._joules = 0.0
         self._samples = 0
-        self._poller: _Poller | None = None
 
     def read_power_w(self) -> float:
         raise NotImplementedError
@@ -139,13 +153,10 @@ class SampledPowerMeter:
         with self._lock:
             self._last, self._joules, self._samples = None, 0.0, 0
         self.sample()
-        if self.background:
-            self._poller = _Poller(self.sample, self.interval_s)
+        self._start_polling(self.sample, self.interval_s if self.background else None)
 
     def stop(self) -> float:
-        if self._poller is not None:
-            self._poller.stop()
-            self._poller = None
+        self._stop_polling()
         self.sample()
         return self._joules
 
@@ -166,7 +177,7 @@ class RaplZone:
     max_range_uj: int
 
 
-class RaplMeter:
+class RaplMeter(_Polled):
     """Sum of the RAPL package domains' energy counters (µJ), wraparound handled.
 
     Only top-level zones (`intel-rapl:N`, the packages; also `psys` where the
@@ -187,7 +198,6 @@ class RaplMeter:
         self._lock = threading.Lock()
         self._prev: list[int] = []
         self._uj = 0
-        self._poller: _Poller | None = None
 
     @classmethod
     def probe(cls, root: str | Path = "/", poll_s: float | None = 1.0) -> "RaplMeter":
@@ -234,13 +244,10 @@ class RaplMeter:
     def start(self) -> None:
         with self._lock:
             self._prev, self._uj = self._read(), 0
-        if self.poll_s:
-            self._poller = _Poller(self.read_uj, self.poll_s)
+        self._start_polling(self.read_uj, self.poll_s)
 
     def stop(self) -> float:
-        if self._poller is not None:
-            self._poller.stop()
-            self._poller = None
+        self._stop_polling()
         return self.read_uj() / 1e6
 
 
@@ -300,9 +307,8 @@ class Ina3221Meter(SampledPowerMeter):
 
     name = "ina3221"
 
-    def __init__(self, rail: Rail, interval_s: float = 0.01, clock: Callable[[], float] = time.monotonic,
-                 background: bool = True):
-        super().__init__(interval_s, clock, background)
+    def __init__(self, rail: Rail, **sampling):  # interval_s, clock, background: as SampledPowerMeter
+        super().__init__(**sampling)
         self.rail = rail
         self.description = f"Jetson INA3221 rail {rail.label} (board input; includes idle power)"
 
@@ -345,9 +351,8 @@ class BatteryMeter(SampledPowerMeter):
 
     name = "battery"
 
-    def __init__(self, folder: Path, interval_s: float = 0.1, clock: Callable[[], float] = time.monotonic,
-                 background: bool = True):
-        super().__init__(interval_s, clock, background)
+    def __init__(self, folder: Path, interval_s: float = 0.1, **sampling):  # clock, background: as SampledPowerMeter
+        super().__init__(interval_s, **sampling)
         self.folder = folder
         self.description = f"battery {folder.name}: |current| × voltage while discharging (whole device)"
         self._left_discharging = False

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .bench import STAGES, BenchTable, BundleResult
+from .table import STAGES, BenchTable, BundleResult
 
 MARKDOWN_NAME, JSON_NAME, PLOT_NAME = "bench.md", "bench.json", "bench.png"
 

@@ -1,12 +1,12 @@
 """A small MobileNetV2-class CNN: the per-modality ConvNet F(X; W^j) of MMTSA (eq. 7).
 
-Why our own and not torchvision's: torchvision does not import beside torch 2.13 on
-these machines and no pretrained weights can be fetched (shared/FACTS.md), so the
+Why our own and not torchvision's: torchvision does not import beside torch 2.13 and
+no pretrained weights are fetched at run time (docs/platform-notes.md, "Installing"), so the
 backbone is trained from scratch and can be sized for a 2-core CPU. MobileNetV2 is the
 shape that exports and lowers best here: it is nothing but Conv2d, BatchNorm2d (folded
 into the conv at export), ReLU6, residual adds, a global mean and a Linear, all of which
-XNNPACK delegates and PT2E quantizes to int8 (FACTS measured MobileNetV2 112^2 at
-1.8 ms fp32 / 0.6 ms int8).
+XNNPACK delegates and PT2E quantizes to int8 (MobileNetV2 at 112^2 measured 1.8 ms fp32 /
+0.6 ms int8 under ExecuTorch: docs/platform-notes.md, "ExecuTorch (XNNPACK)").
 
 Blocks follow Sandler et al. 2018: expand 1x1 -> depthwise 3x3 -> project 1x1 (linear
 bottleneck, no activation after the projection), a residual add when stride is 1 and

@@ -5,7 +5,7 @@ into a sequence of N feature vectors (B, N, d), then fuse. Images (GAF or camera
 frames, (N, C, H, W)) go through the MobileNetV2-class backbone; raw sensor windows
 ("series", (N, C, K)) through a small 1-D CNN. Segments share the encoder by folding N
 into the batch; modalities never share one (an int8 XNNPACK conv used at two call sites
-fails to load, shared/FACTS.md).
+fails to load: docs/platform-notes.md, "ExecuTorch (XNNPACK)").
 
 1-D convolutions are written as Conv2d with (1, k) kernels over (B, C, 1, K): the 2-D
 conv is the path XNNPACK delegates and PT2E / LiteRT quantize per channel that this

@@ -22,8 +22,8 @@ MCU^i (sec. 3.2), one per modality, bias-free `nn.Linear`s each followed by Laye
 
 Eq. 7-10 do not depend on h, so they run once over the whole (B, N, .) sequence; only
 eq. 11-14 are unrolled over the N steps (static N, nn.Linear only: one XNNPACK piece,
-quantizable; shared/FACTS.md). The model returns logits: eq. 5's softmax is left to the
-loss and the runtime, as in every family here.
+quantizable; docs/platform-notes.md, "ExecuTorch (XNNPACK)"). The model returns logits:
+eq. 5's softmax is left to the loss and the runtime, as in every family here.
 
 Choices where the paper is silent or where we differ:
 - Inputs. The paper's E^i is an ImageNet ResNet-18 per video frame. Here E^i is the

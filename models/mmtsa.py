@@ -10,7 +10,7 @@ Data flow, for M modalities each sampled into the same N segments (sec. 3.2):
 
 Each modality has its own backbone (W^j); the N segments of one modality share it by
 folding N into the batch. Never share a conv between modalities: an int8 XNNPACK conv
-used at two call sites fails to load (shared/FACTS.md).
+used at two call sites fails to load (docs/platform-notes.md, "ExecuTorch (XNNPACK)").
 
 The model returns logits; softmax (eq. 8's "probabilities for each class") is left to
 the loss (`F.cross_entropy`) and to the runtime, so training gets the fused, stable

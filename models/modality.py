@@ -1,7 +1,7 @@
 """Missing-modality handling shared by every fusion model.
 
 A stream that drops out at run time reaches the model as an all-zero input (see
-`app.preprocess.inputs.build_inputs`). Every model therefore (a) maps an all-zero
+`contract.preprocess.inputs.build_inputs`). Every model therefore (a) maps an all-zero
 input to an all-zero feature with `presence`, the same gate in training and in the
 exported program, and (b) trains with modality dropout: `modality_keep_mask` zeroes
 whole modalities of random samples, so the zero features it learns to cope with are

@@ -1,8 +1,9 @@
 """Recurrent layers written as `nn.Linear` cells unrolled over a fixed number of steps.
 
-Why not `nn.LSTM`: it neither fuses nor quantizes on the edge runtimes (shared/FACTS.md:
-under ExecuTorch it splits into ~20 XNNPACK pieces with ops left outside and PT2E int8
-leaves its body fp32; LiteRT's static int8 quantizer crashes on `nn.GRU`). A cell made
+Why not `nn.LSTM`: it neither fuses nor quantizes on the edge runtimes (docs/platform-notes.md,
+"ExecuTorch (XNNPACK)" and "LiteRT": under ExecuTorch it splits into ~20 XNNPACK pieces
+with ops left outside and PT2E int8 leaves its body fp32; LiteRT's static int8 quantizer
+crashes on `nn.GRU`). A cell made
 of `nn.Linear` + elementwise gates, unrolled over the static number of steps, exports
 with `torch.export` as one graph that lowers to a single delegate and quantizes.
 

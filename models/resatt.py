@@ -1,5 +1,6 @@
-"""Residual Attention-based Fusion (RAF, ../shared/papers/residual-attention-fusion.txt):
-residual attention BiLSTM blocks per modality, fused by a class-weighted linear SVM.
+"""Residual Attention-based Fusion (RAF; "Residual Attention-based Fusion for Video
+Classification", docs/papers.md): residual attention BiLSTM blocks per modality, fused
+by a class-weighted linear SVM.
 
 Data flow, for M modalities each sampled into the same N segments (time steps):
 

@@ -2,8 +2,8 @@
 
 Cross-subject: the model is fitted on the training subjects, the best epoch is picked
 on the validation subjects, and the figures reported are on the test subjects only.
-Inputs are built by `app.preprocess.build_inputs`, the code the live app runs, with
-random segment times (training) or segment centres (evaluation).
+Inputs are built by `contract.preprocess.inputs.build_inputs`, the code the live app
+runs, with random segment times (training) or segment centres (evaluation).
 """
 
 from __future__ import annotations

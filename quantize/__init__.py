@@ -1,7 +1,8 @@
 """Export trained bundles to edge runtimes (ExecuTorch, LiteRT) at fp32 or int8.
 
-`FORMATS` (formats.py) is the one table of formats; `export_bundle` (export.py) writes
-a bundle and checks its fidelity against the fp32 eager model before calling it good.
+`FORMATS` (contract/formats.py, re-exported here) is the one table of formats;
+`export_bundle` (export.py) writes a bundle and checks its fidelity against the fp32
+eager model before calling it good.
 Importing this package does not import torch; `export_bundle` does when called.
 """
 

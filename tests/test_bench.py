@@ -8,8 +8,9 @@ import shutil
 import cv2
 import pytest
 
-from edgehar.benchmarks.bench import STAGES, BenchTable, BundleResult, compare_rows, dense_segments, run_bench
+from edgehar.benchmarks.bench import compare_rows, dense_segments, run_bench
 from edgehar.benchmarks.report import JSON_NAME, MARKDOWN_NAME, PLOT_NAME, plot_points, read_json, to_markdown
+from edgehar.benchmarks.table import STAGES, BenchTable, BundleResult
 from edgehar.contract.manifest import Manifest
 
 RUNS = 12  # a few queries: the tests check structure, not speed

@@ -1,6 +1,6 @@
 """BleTransport through the real, unmodified bleak against an emulated BlueZ on a private bus.
 
-No adapter and no radio: bleak talks D-Bus to firmware_bridge.sim.bluez.FakeBlueZ, and a
+No adapter and no radio: bleak talks D-Bus to simulator.devices.bluez.FakeBlueZ, and a
 simulated glove (sim.ble_peripheral.BlePeripheral) notifies one protocol frame per
 notification, faster than real time (paced only by the bus).
 """

@@ -66,6 +66,16 @@ def build_inputs(
     return ModelInputs(tuple(arrays), tuple(present), times, timings)
 
 
+def _has_sample(m: ModalitySpec, s: SensorSeries | FrameSeries | None, kind: type, t0: float, t1: float) -> bool:
+    """Whether the modality's stream has a sample in [t0, t1): an absent or silent stream
+    becomes a zero input. A stream of the wrong kind is the caller's bug, not a dropout."""
+    if s is None:
+        return False
+    if not isinstance(s, kind):
+        raise TypeError(f"modality {m.name!r} needs a {kind.__name__} for stream {m.stream!r}, got {type(s).__name__}")
+    return has_sample(s.timestamps, t0, t1)
+
+
 def _sensor_input(
     manifest: Manifest,
     m: ModalitySpec,
@@ -78,12 +88,8 @@ def _sensor_input(
     """(N, C, K, K) GAF images ("gaf") or (N, C, K) windows rescaled to [-1, 1] ("series") of
     the modality's channels, or None if the stream is silent. Both scale the same way
     (manifest.gaf_scaling), so the two types differ only in the imaging step."""
-    if s is None:
-        return None
-    if not isinstance(s, SensorSeries):
-        raise TypeError(f"modality {m.name!r} needs a SensorSeries for stream {m.stream!r}, got {type(s).__name__}")
     tic = time.perf_counter()
-    if not has_sample(s.timestamps, t0, t1):
+    if not _has_sample(m, s, SensorSeries, t0, t1):
         return None
     windows = sensor_windows(s.timestamps, s.select(m.channels), times, manifest.gaf_k, t0, t1)  # (N, C, K)
     timings["sampling"] += time.perf_counter() - tic
@@ -109,12 +115,8 @@ def _frame_input(
     timings: dict[str, float],
 ) -> np.ndarray | None:
     """(N, 3, crop, crop) transformed frames nearest the times, or None if no frame in the window."""
-    if s is None:
-        return None
-    if not isinstance(s, FrameSeries):
-        raise TypeError(f"modality {m.name!r} needs a FrameSeries for stream {m.stream!r}, got {type(s).__name__}")
     tic = time.perf_counter()
-    if not has_sample(s.timestamps, t0, t1):
+    if not _has_sample(m, s, FrameSeries, t0, t1):
         return None
     idx = nearest_frames(s.timestamps, times, t0, t1)  # (N,)
     timings["sampling"] += time.perf_counter() - tic

@@ -1,7 +1,8 @@
 """`edgehar` command line: one verb per job (demo, live, record, train, evaluate, simulate, export, bench, models).
 
-Verbs import what they need when they run, so `edgehar --help` and the runtime verbs
-start without torch. Errors a user can cause (`EdgeharError`) print one line and exit
+Verbs import what they need when they run, and every verb's flags are defined here
+(the parser imports nothing but the torch-free contract), so `edgehar --help` and the
+runtime verbs start without torch, models, quantize or benchmarks. Errors a user can cause (`EdgeharError`) print one line and exit
 with status 2; anything else is a bug and keeps its traceback.
 """
 
@@ -11,9 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..benchmarks.bench import add_arguments as bench_arguments
+from ..argtypes import non_negative_float, positive_float, positive_int, probability
 from ..errors import EdgeharError
-from ..argtypes import positive_float, positive_int, probability
 from ..contract.formats import FORMATS, PRECISIONS
 
 
@@ -143,15 +143,38 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = verbs.add_parser("bench", help="one table: bundle x format x precision -> accuracy, latency per stage, "
                                            "memory, energy")
-    bench_arguments(bench)
-    bench.add_argument("--export-all", action="store_true",
-                       help="first export each eager BUNDLE to every format x precision (into OUT/bundles), then measure all")
+    _add_bench_args(bench)
     bench.set_defaults(run=_bench)
 
     models = verbs.add_parser("models", help="list the registered models")
     models.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'mmtsa*'")
     models.set_defaults(run=_models)
     return p
+
+
+def _add_bench_args(p: argparse.ArgumentParser) -> None:
+    """The `edgehar bench` flags; `_bench` hands them to `benchmarks.bench.run_bench`."""
+    p.add_argument("bundles", nargs="+", type=Path, metavar="BUNDLE", help="bundle folders to measure (any format)")
+    p.add_argument("--export-all", action="store_true",
+                   help="first export each eager BUNDLE to every format x precision (into OUT/bundles), then measure all")
+    p.add_argument("--out", type=Path, default=Path("runs/bench"), help="folder for bench.md, bench.json, bench.png")
+    p.add_argument("--runs", type=positive_int, default=200,
+                   help="at least this many timed single-stream queries per bundle (default 200), and one per test window")
+    p.add_argument("--max-runs", type=positive_int, default=2000, help="stop here even if p90 is not stable (default 2000)")
+    p.add_argument("--warmup", type=int, default=20, help="untimed queries first (default 20)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="inference threads (default: the runtime's)")
+    p.add_argument("--data", metavar="SOURCE", help="test data for every bundle (default: each manifest's metrics.data)")
+    energy = p.add_mutually_exclusive_group()
+    energy.add_argument("--meter", default="auto",
+                        help="auto (default), none, rapl, ina3221[:RAIL], battery or nvml")
+    energy.add_argument("--energy-estimate", type=positive_float, metavar="WATTS",
+                        help="no meter here: ESTIMATE energy as process CPU time x WATTS (labelled 'estimate')")
+    p.add_argument("--idle-s", type=non_negative_float, default=0.0, metavar="S",
+                   help="measure idle power for S seconds first and also report energy above idle")
+    p.add_argument("--no-dense", dest="dense", action="store_false",
+                   help="skip MMTSA sparse-vs-dense segments (needs torch and an eager bundle)")
+    p.add_argument("--gaf-reps", type=int, default=20, metavar="N",
+                   help="repetitions of our GAF vs the official pyts pipeline (0: skip; needs pyts)")
 
 
 def _add_view_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
@@ -364,10 +387,11 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ..benchmarks.bench import run_from_args
+    from ..benchmarks.bench import run_bench
+    from ..benchmarks.report import to_markdown
 
     if args.export_all:
-        from .quantize import export_bundle, export_targets
+        from ..quantize import export_bundle, export_targets
 
         exported = []
         for source, stem in zip(args.bundles, _export_stems(args.bundles)):
@@ -378,7 +402,11 @@ def _bench(args: argparse.Namespace) -> int:
                 if result.ok:
                     exported.append(result.out_dir)
         args.bundles = [*args.bundles, *exported]
-    run_from_args(args)
+    meter = f"estimate:{args.energy_estimate}" if args.energy_estimate else args.meter
+    table = run_bench(args.bundles, runs=args.runs, warmup=args.warmup, threads=args.threads, meter=meter,
+                      out_dir=args.out, data=args.data, max_runs=args.max_runs, idle_s=args.idle_s,
+                      dense=args.dense, gaf_reps=args.gaf_reps, log=lambda m: print(m, file=sys.stderr))
+    print(to_markdown(table))
     return 0
 
 
