@@ -1,7 +1,10 @@
 """Inference backends: load a bundle, run its model on numpy inputs.
 
-One small interface (`load`, `run`) with one class per runtime, chosen by the bundle's
-manifest `format` — the app never branches on the runtime elsewhere. Runtimes are
+One small interface (`__init__(model_path, num_threads)`, `run`) with one class per
+runtime, chosen by the bundle's manifest `format` — the app never branches on the
+runtime elsewhere. A format's backend is the entry point its FORMATS row names in the
+`edgehar.backends` group (these classes are registered in pyproject.toml), so another
+package can add a runtime, or a whole format, by registering its own. Runtimes are
 imported lazily inside their backend, so a deploy-only install without torch can run
 a bundle whose format does not need it.
 """
@@ -14,7 +17,11 @@ from typing import Protocol
 import numpy as np
 
 from ..contract.bundle import BundleError, model_path, read_manifest
+from ..contract.formats import FORMATS
 from ..contract.manifest import Manifest
+from ..plugins import PluginError, load_plugin, plugin_names
+
+BACKEND_GROUP = "edgehar.backends"  # entry-point group: backend name -> Backend class
 
 
 class Backend(Protocol):
@@ -29,13 +36,12 @@ class EagerBackend:
     """Runs the bundle's `torch.export` program (`.pt2`) with PyTorch on the CPU."""
 
     name = "eager"
-    extra = "train"
 
     def __init__(self, model_path: Path, num_threads: int | None = None):
         try:
             import torch  # the eager runtime is PyTorch itself
         except ImportError as exc:
-            raise BundleError(_missing_runtime("PyTorch", self.extra, exc)) from None
+            raise BundleError(_missing_runtime("PyTorch", self.name, exc)) from None
 
         if num_threads:
             torch.set_num_threads(num_threads)
@@ -55,14 +61,13 @@ class ExecuTorchBackend:
     """Runs an ExecuTorch program (`.pte`, XNNPACK delegate) with the ExecuTorch runtime."""
 
     name = "executorch"
-    extra = "executorch"  # pip extra that provides the runtime (contract/formats.py)
 
     def __init__(self, model_path: Path, num_threads: int | None = None):
         try:
             import torch
             from executorch.runtime import Runtime
         except ImportError as exc:
-            raise BundleError(_missing_runtime("ExecuTorch", self.extra, exc)) from None
+            raise BundleError(_missing_runtime("ExecuTorch", self.name, exc)) from None
         if num_threads:
             from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
@@ -87,7 +92,6 @@ class LiteRTBackend:
     """
 
     name = "litert"
-    extra = "litert"
 
     def __init__(self, model_path: Path, num_threads: int | None = None):
         try:
@@ -96,7 +100,7 @@ class LiteRTBackend:
             try:  # the predecessor; fails under numpy 2 (docs/platform-notes.md, "Installing"), so only a fallback
                 from tflite_runtime.interpreter import Interpreter
             except ImportError:
-                raise BundleError(_missing_runtime("LiteRT", self.extra, exc)) from None
+                raise BundleError(_missing_runtime("LiteRT", self.name, exc)) from None
         try:
             self._interp = Interpreter(model_path=str(model_path), num_threads=num_threads)
             self._interp.allocate_tensors()
@@ -140,20 +144,34 @@ def _from_tensor(y: np.ndarray, detail: dict) -> np.ndarray:
     return (y.astype(np.float32) - zero) * np.float32(scale)
 
 
-def _missing_runtime(runtime: str, extra: str, exc: ImportError) -> str:
+def _missing_runtime(runtime: str, backend: str, exc: ImportError) -> str:
+    """One line naming the pip extra that installs `runtime`: the runtime_extra of the
+    FORMATS row this backend runs (the table, not the class, knows the extras)."""
+    extra = next(f.runtime_extra for f in FORMATS if f.backend == backend)
     return (f"the {runtime} runtime is not installed ({exc.name or exc}); "
             f"install it with: pip install 'edgehar[{extra}]'")
 
 
-# manifest `format` -> backend; must match the FORMATS table (contract/formats.py)
-BACKENDS = {"eager": EagerBackend, "executorch": ExecuTorchBackend, "litert": LiteRTBackend}
+def open_backend(format: str, model_file: Path, num_threads: int | None = None) -> Backend:
+    """Open `model_file` with the backend that runs `format`.
+
+    A FORMATS row names its backend; a format the table lacks is looked up under its
+    own name, which is how a separate package adds a format. Only that backend's
+    module is imported.
+    """
+    name = next((f.backend for f in FORMATS if f.name == format), format)
+    try:
+        backend_cls = load_plugin(BACKEND_GROUP, name)
+    except PluginError as exc:
+        raise BundleError(f"bundle format {format!r}: {exc}") from None
+    if backend_cls is None:
+        known = sorted({f.name for f in FORMATS} | set(plugin_names(BACKEND_GROUP)))
+        raise BundleError(f"bundle format {format!r} is not supported (known: {known})")
+    return backend_cls(model_file, num_threads=num_threads)
 
 
 def load_bundle(folder: str | Path, num_threads: int | None = None) -> tuple[Manifest, Backend]:
-    """Read a bundle's manifest and open its model with the backend the manifest names."""
+    """Read a bundle's manifest and open its model with the backend the manifest's format names."""
     folder = Path(folder)
     manifest = read_manifest(folder)
-    backend_cls = BACKENDS.get(manifest.format)
-    if backend_cls is None:
-        raise BundleError(f"bundle format {manifest.format!r} is not supported (known: {sorted(BACKENDS)})")
-    return manifest, backend_cls(model_path(folder, manifest), num_threads=num_threads)
+    return manifest, open_backend(manifest.format, model_path(folder, manifest), num_threads=num_threads)

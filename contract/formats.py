@@ -1,10 +1,13 @@
 """The one table of export formats (Ultralytics pattern).
 
 Every row says what a format is called, the file it writes, the precisions it
-supports, which function exports it, which backend (app/backends.py) runs it and which
-pip extras provide the exporter and the runtime. Export, validation, the docs table
-(`formats_markdown()`) and the benchmark harness all read this table; nothing else
-lists the formats.
+supports, which function exports it, which backend runs it (by its name in the
+`edgehar.backends` entry-point group; edgehar's own are in app/backends.py) and which
+pip extras provide the exporter and the runtime. Export, the runtime's backend lookup
+and missing-runtime hints, validation, the docs table (`formats_markdown()`) and the
+benchmark harness all read this table; nothing else lists the formats. A format another
+package adds by registering a backend under the format's name has no row: it can be
+run, not exported.
 
 Plain Python, no torch: a deploy-only install can read it.
 """
@@ -25,7 +28,7 @@ class ExportFormat:
     suffix: str  # model file written into the bundle: "model" + suffix
     precisions: tuple[str, ...]  # precisions this format can be exported at
     exporter: str  # "module:function" in edgehar.quantize that writes the model file ("" = the trainer's)
-    backend: str  # class in edgehar.app.backends that runs it
+    backend: str  # entry-point name in the `edgehar.backends` group of the backend that runs it
     runtime_extra: str  # pip extra that provides the runtime (`pip install edgehar[<extra>]`)
     export_extra: str  # pip extra that provides the exporter
     description: str
@@ -36,11 +39,11 @@ class ExportFormat:
 
 
 FORMATS: tuple[ExportFormat, ...] = (
-    ExportFormat("eager", ".pt2", ("fp32",), "", "EagerBackend", "train", "train",
+    ExportFormat("eager", ".pt2", ("fp32",), "", "eager", "train", "train",
                  "torch.export program run by PyTorch (what `edgehar train` writes)"),
-    ExportFormat("executorch", ".pte", ("fp32", "int8"), "executorch_export:export_executorch", "ExecuTorchBackend",
+    ExportFormat("executorch", ".pte", ("fp32", "int8"), "executorch_export:export_executorch", "executorch",
                  "executorch", "export", "ExecuTorch program, XNNPACK delegate; int8 = PT2E XNNPACKQuantizer"),
-    ExportFormat("litert", ".tflite", ("fp32", "int8"), "litert_export:export_litert", "LiteRTBackend",
+    ExportFormat("litert", ".tflite", ("fp32", "int8"), "litert_export:export_litert", "litert",
                  "litert", "export", "LiteRT (TFLite) flatbuffer via litert-torch; int8 = PT2E static quantization"),
 )
 

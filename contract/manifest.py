@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgeharError
+from .formats import get_format
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -85,7 +86,7 @@ class Manifest:
     model_config: dict[str, Any] = field(default_factory=dict)
     format: str = "eager"  # which backend runs the model file
     precision: str = "fp32"
-    model_file: str = "model.pt2"
+    model_file: str = get_format("eager").model_file  # the file the default format writes
     metrics: dict[str, Any] = field(default_factory=dict)  # test figures, for people
     version: int = MANIFEST_VERSION
 

@@ -7,6 +7,9 @@ Like pyserial's `serial_for_url`, a transport is chosen by the scheme of a URL:
     replay://path/to/session?stream=glove&speed=4     a recorded session
     sim://glove?drift_ppm=80                          simulated firmware, in-process
 
+Schemes are entry points in the `edgehar.transports` group (pyproject.toml), so another
+installed package can add one; see edgehar.plugins.
+
 A transport only moves bytes: it yields raw chunks (a serial read, one BLE
 notification) stamped with the host's monotonic arrival time. Decoding, clock mapping
 and health live above it (firmware_bridge.device), so every transport reaches the
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import EdgeharError
+from ..plugins import PluginError, load_plugin, plugin_names
 
 
 class TransportError(EdgeharError):
@@ -67,7 +71,7 @@ class DeviceURL:
     def parse(cls, url: str) -> "DeviceURL":
         parts = urlsplit(url)
         if not parts.scheme or "://" not in url:
-            raise TransportError(url, f"not a device URL; expected SCHEME://TARGET with scheme one of {sorted(TRANSPORTS)}")
+            raise TransportError(url, f"not a device URL; expected SCHEME://TARGET with scheme one of {known_schemes()}")
         target = unquote(parts.netloc + parts.path)
         options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         return cls(url, parts.scheme, target, options)
@@ -129,29 +133,35 @@ class Transport(abc.ABC):
         return self.chunks()
 
 
-# scheme -> "module:Class", imported on first use so that e.g. bleak loads only for ble://
-TRANSPORTS: dict[str, str] = {
-    "serial": "edgehar.firmware_bridge.transports.serial:SerialTransport",
-    "ble": "edgehar.firmware_bridge.transports.ble:BleTransport",
-    "replay": "edgehar.firmware_bridge.transports.replay:ReplayTransport",
-    "sim": "edgehar.simulator.devices.transport:SimTransport",
-}
+TRANSPORT_GROUP = "edgehar.transports"  # entry-point group: scheme -> Transport subclass
+
+# Schemes added at run time; they shadow installed ones (tests inject fakes here).
+_REGISTERED: dict[str, type[Transport]] = {}
 
 
-def register_transport(scheme: str, target: str | type[Transport]) -> None:
-    """Add or replace a scheme (tests inject fakes here)."""
-    TRANSPORTS[scheme] = target  # type: ignore[assignment]
+def register_transport(scheme: str, cls: type[Transport]) -> None:
+    """Add or replace a scheme for this process, without installing a package."""
+    _REGISTERED[scheme] = cls
+
+
+def known_schemes() -> list[str]:
+    """Every scheme a URL can use: the installed entry points and the registered ones."""
+    return sorted(set(plugin_names(TRANSPORT_GROUP)) | set(_REGISTERED))
 
 
 def open_transport(url: str) -> Transport:
-    """The transport for a URL, not yet connected; unknown schemes fail with the known ones."""
-    parsed = DeviceURL.parse(url)
-    target = TRANSPORTS.get(parsed.scheme)
-    if target is None:
-        raise TransportError(url, f"unknown scheme {parsed.scheme!r}; expected one of {sorted(TRANSPORTS)}")
-    if isinstance(target, str):
-        import importlib
+    """The transport for a URL, not yet connected; unknown schemes fail with the known ones.
 
-        module, _, name = target.partition(":")
-        target = getattr(importlib.import_module(module), name)
-    return target(parsed)
+    Only the scheme's own module is imported (bleak loads for ble:// alone); one whose
+    import fails is a TransportError naming the entry point.
+    """
+    parsed = DeviceURL.parse(url)
+    cls = _REGISTERED.get(parsed.scheme)
+    if cls is None:
+        try:
+            cls = load_plugin(TRANSPORT_GROUP, parsed.scheme)
+        except PluginError as exc:
+            raise TransportError(url, str(exc)) from None
+    if cls is None:
+        raise TransportError(url, f"unknown scheme {parsed.scheme!r}; expected one of {known_schemes()}")
+    return cls(parsed)

@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..contract.formats import get_format
 from ..contract.manifest import Manifest
 
-EAGER_MODEL_FILE = "model.pt2"
+EAGER = get_format("eager")  # what `torch.export.save` writes: the table's eager row
 
 
 def write_bundle(folder: str | Path, model: nn.Module, manifest: Manifest) -> Path:
@@ -25,6 +26,6 @@ def write_bundle(folder: str | Path, model: nn.Module, manifest: Manifest) -> Pa
     model = model.eval()
     with torch.no_grad():
         program = torch.export.export(model, model.example_inputs(batch=1))
-    torch.export.save(program, str(folder / EAGER_MODEL_FILE))
-    replace(manifest, format="eager", precision="fp32", model_file=EAGER_MODEL_FILE).save(folder)
+    torch.export.save(program, str(folder / EAGER.model_file))
+    replace(manifest, format=EAGER.name, precision="fp32", model_file=EAGER.model_file).save(folder)
     return folder

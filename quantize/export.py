@@ -2,7 +2,7 @@
 
 Steps, the same for every row of the FORMATS table (contract/formats.py):
 
-1. Load the source bundle's fp32 program (`model.pt2`, `torch.export.load(...).module()`)
+1. Load the source bundle's fp32 program (the eager row's model file, `torch.export.load(...).module()`)
    and its manifest; the manifest's `metrics["data"]` names the data it was trained on.
 2. int8 only: calibrate PT2E static quantization on `calibration` random windows drawn
    from that data's *training* sessions (random window times and segment times, as in
@@ -150,10 +150,10 @@ def export_bundle(source: str | Path, out_dir: str | Path, format: str, precisio
         result.export["seconds"] = round(time.perf_counter() - started, 1)
         result.size_bytes = model_path.stat().st_size
 
-        from ..app.backends import BACKENDS
+        from ..app.backends import open_backend
 
         try:
-            backend = BACKENDS[fmt.name](model_path, num_threads=threads)
+            backend = open_backend(fmt.name, model_path, num_threads=threads)
             outputs = np.stack([backend.run(x)[0] for x in _bar(test_inputs, "check", progress)])
         except (BundleError, RuntimeError, ValueError) as exc:
             result.reason = f"the written {fmt.name} model does not run in its runtime: {_one_line(exc)}"

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from edgehar.contract.formats import get_format
 from edgehar.contract.manifest import Manifest, ManifestError, ModalitySpec, StreamSpec
 
 
@@ -51,3 +52,12 @@ def test_missing_and_malformed_files(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ManifestError, match="not valid JSON"):
         Manifest.load(tmp_path)
+
+
+def test_a_manifest_without_format_or_model_file_is_an_eager_bundle(tmp_path):
+    """Both default from the formats table's eager row: the file `edgehar train` writes."""
+    data = _manifest().to_dict()
+    del data["format"], data["model_file"]
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    back = Manifest.load(tmp_path)
+    assert (back.format, back.model_file) == ("eager", get_format("eager").model_file) == ("eager", "model.pt2")
