@@ -327,7 +327,7 @@ def run_live(manifest: Manifest, backend: Backend, sources, options: LiveOptions
                     pred.smoothed, pred.smoothed_confidence, pred.smoothing = manifest.labels[i], conf, smoother.describe()
                     health = sources.health()
                     pred.extra["streams"] = {n: {k: h.get(k) for k in _HEALTH_FIELDS} for n, h in health.items()}
-                    if getattr(sources, "sim", None) is not None:
+                    if sources.feed is not None:  # a feed (the demo's simulated rig) knows the truth
                         truth = sources.truth(pred.t - manifest.window_s, pred.t)
                         pred.extra["truth"] = truth
                         if truth is not None:

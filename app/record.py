@@ -95,7 +95,7 @@ def run_record(sources: Sources, opts: RecordOptions, out: TextIO = sys.stdout,
     recorder = SessionRecorder(opts.out, subject=opts.subject, split=opts.split,
                                extra={"protocol": [[a, s] for a, s in opts.protocol] or None,
                                       "activities": list(opts.activities) or None,
-                                      "simulated": list(sources.simulate) or None})
+                                      "simulated": list(sources.feed_names) or None})
     frame_shape = sources.open()
     sources.add_sink(recorder.sink)  # enqueue only; streams not yet declared are ignored
     window, why = display.open_window(opts.view, "edgehar record")

@@ -32,6 +32,7 @@ skew) and has timestamp jitter; the camera occasionally drops a frame.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -221,16 +222,21 @@ class _Engine:
         return {"streams": streams, "generator": "edgehar.simulator", "seed": self.seed, "subject_params": asdict(self.subject)}
 
 
+def _check_schedule(schedule: Sequence[tuple[str, float]]) -> None:
+    """Known activities (KeyError naming the known ones) and durations > 0 (ValueError)."""
+    for activity, duration in schedule:
+        activity_model(activity)
+        if duration <= 0:
+            raise ValueError(f"bout of {activity!r} has duration {duration}; must be > 0")
+
+
 def generate_recording(subject: Subject, schedule: list[tuple[str, float]], seed: int) -> Recording:
     """One continuous recording performing `schedule` [(activity, seconds), ...] in order.
 
     Labels are the schedule's intervals; the hand changes activity over ~1 s centred on
     each boundary. Same (subject, schedule, seed) -> identical recording.
     """
-    for activity, duration in schedule:
-        activity_model(activity)
-        if duration <= 0:
-            raise ValueError(f"bout of {activity!r} has duration {duration}; must be > 0")
+    _check_schedule(schedule)
     engine = _Engine(subject, seed)
     ramp_rng = np.random.default_rng(engine.schedule_ss)
     for activity, duration in schedule:
@@ -260,6 +266,19 @@ class SimulatedWorld:
         self.bout_s = bout_s
         self.activities = activities
         self.time = 0.0  # s: where the next chunk starts
+
+    def follow(self, protocol: Sequence[tuple[str, float]]) -> None:
+        """Do these (activity, seconds) next, in order, before picking bouts of its own.
+
+        Bouts are appended after the ones already planned, so called before the first
+        chunk the person starts with them (what `edgehar record --simulate --protocol`
+        records). "rest" is the neutral activity; an unknown one raises KeyError naming
+        the known ones.
+        """
+        steps = [("neutral" if activity == "rest" else activity, float(seconds)) for activity, seconds in protocol]
+        _check_schedule(steps)
+        for activity, seconds in steps:
+            self._engine.add_bout(activity, seconds, self._rng)
 
     def next_chunk(self, seconds: float) -> Recording:
         """The next `seconds` of all streams; timestamps continue from the previous chunk."""

@@ -18,6 +18,7 @@ import pytest
 from edgehar.app.backends import load_bundle
 from edgehar.app.live import LiveOptions, Smoother, run_live
 from edgehar.app.sources import Sources
+from edgehar.simulator.devices.rig import SimulatedRig
 from live_helpers import tiny_bundle
 
 
@@ -52,7 +53,8 @@ def test_a_dropped_stream_is_degraded_and_recovered(bundle, tmp_path):
     """Unplug the simulated glove (its pty disappears) while live, then plug it back:
     predictions go on without it, marked degraded, and it is picked up again."""
     manifest, backend = load_bundle(bundle)
-    sources = Sources(simulate=("camera", "glove", "imu"), seed=1, replugable=True)
+    rig = SimulatedRig(("camera", "glove", "imu"), seed=1, replugable=True)
+    sources = Sources(feed=rig)
     started = threading.Event()
 
     def unplug_and_replug():
@@ -61,9 +63,9 @@ def test_a_dropped_stream_is_degraded_and_recovered(bundle, tmp_path):
             time.sleep(0.05)
         t0 = sources.start_time
         time.sleep(max(0.0, t0 + 2.0 - time.monotonic()))
-        sources.unplug("glove")
+        rig.unplug("glove")
         time.sleep(max(0.0, t0 + 3.5 - time.monotonic()))
-        sources.replug("glove")
+        rig.replug("glove")
         started.set()
 
     thread = threading.Thread(target=unplug_and_replug, daemon=True)

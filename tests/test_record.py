@@ -17,6 +17,7 @@ import pytest
 
 from edgehar.app.record import RecordError, RecordOptions, parse_protocol, run_record
 from edgehar.app.sources import Sources
+from edgehar.simulator.devices.rig import SimulatedRig
 from edgehar.firmware_bridge.recorder import SessionRecorder
 from edgehar.firmware_bridge.session import SessionError, SessionRepairWarning, read_session
 
@@ -182,7 +183,7 @@ def test_record_train_live_round_trip(tmp_path):
 
     data = tmp_path / "data"
     log = io.StringIO()
-    sources = Sources(simulate=("glove", "imu", "camera"), seed=5, protocol=[("neutral", 5.0), ("hammer", 5.0)])
+    sources = Sources(feed=SimulatedRig(("glove", "imu", "camera"), seed=5, protocol=[("neutral", 5.0), ("hammer", 5.0)]))
     run_record(sources, RecordOptions(out=data / "p01-1", subject="p01", protocol=[("neutral", 5.0), ("hammer", 5.0)],
                                       view="headless"), out=log)
     assert "now: hammer" in log.getvalue()

@@ -283,6 +283,7 @@ def _record(args: argparse.Namespace) -> int:
     from ..app.config import device_urls
     from ..app.record import RecordOptions, parse_protocol, run_record
     from ..app.sources import Sources
+    from ..simulator.devices.rig import SimulatedRig
 
     devices = device_urls(args.glove, args.imu, dict(args.device or []))
     simulate: tuple[str, ...] = ()
@@ -291,8 +292,8 @@ def _record(args: argparse.Namespace) -> int:
     if not devices and not simulate and args.camera is None:
         raise EdgeharError("nothing to record: give --glove/--imu/--device URLs, --camera, or --simulate")
     protocol = parse_protocol(args.protocol) if args.protocol else []
-    sources = Sources(devices=devices, camera=args.camera, simulate=simulate, transport=args.transport,
-                      seed=args.seed, protocol=protocol or None)
+    rig = SimulatedRig(simulate, transport=args.transport, seed=args.seed, protocol=protocol) if simulate else None
+    sources = Sources(devices=devices, camera=args.camera, feed=rig)
     run_record(sources, RecordOptions(out=args.out, subject=args.subject, split=args.split, seconds=args.seconds,
                                       protocol=protocol, activities=args.activities,
                                       view="headless" if args.headless else "auto"))

@@ -1,9 +1,10 @@
 """`edgehar demo`: the live path with simulated devices, no hardware.
 
-The demo IS `edgehar live` with simulated sources (app.sources.Sources): one simulated
-world (a person doing activities) drives a simulated glove and wrist IMU whose
-firmware speaks the wire protocol over a real transport — a pseudo-terminal read with
-pyserial (default) or BLE through bleak and an emulated BlueZ — and a synthetic
+The demo IS `edgehar live` with the simulated rig (simulator.devices.rig) as the feed
+of its sources (app.sources.Sources); this roof is the one place the two meet. One
+simulated world (a person doing activities) drives a simulated glove and wrist IMU
+whose firmware speaks the wire protocol over a real transport — a pseudo-terminal read
+with pyserial (default) or BLE through bleak and an emulated BlueZ — and a synthetic
 camera. Everything after the sources is `live.run_live`: DeviceHub, rings, window
 scheduler, smoothing, the view (window / headless / video) and the JSON log, which in
 the demo also holds what the simulated person was really doing. A device given by URL
@@ -19,12 +20,12 @@ from typing import TextIO
 from ..app.backends import load_bundle
 from ..contract.bundle import BundleError
 from ..app.live import LiveOptions, LiveSummary, run_live
-from ..app.sources import DEMO_SUBJECT, SIM_TRANSPORTS, Sources  # noqa: F401  (DEMO_SUBJECT re-exported)
+from ..app.sources import Sources
+from ..simulator.devices.rig import TRANSPORTS, SimulatedRig
+from ..simulator.world import SimulatedWorld
 
 # The default bundle is trained once per machine and cached; bump when its recipe changes.
 DEFAULT_BUNDLE_NAME = "default-mmtsa-v1"
-# How the simulated devices reach the app.
-DEMO_TRANSPORTS = SIM_TRANSPORTS
 
 DemoSummary = LiveSummary
 
@@ -39,7 +40,7 @@ def default_bundle(progress: bool = True) -> Path:
     if not (bundle / "manifest.json").is_file():
         print("edgehar: no bundle given and no cached default; training the default MMTSA once "
               f"(simulated data, a few minutes) into {folder}", file=sys.stderr)
-        from .models.train import TrainConfig, train
+        from ..models.train import TrainConfig, train
 
         metrics = train(TrainConfig(out=str(folder)), progress=progress)
         print(f"edgehar: default bundle ready: test accuracy {100 * metrics['accuracy']:.1f}% "
@@ -49,11 +50,10 @@ def default_bundle(progress: bool = True) -> Path:
 
 def demo_sources(manifest, devices: dict[str, str] | None = None, camera: str | None = None,
                  transport: str = "serial", seed: int = 0) -> Sources:
-    """Simulated sources for every bundle stream not given a real device or camera."""
-    from ..simulator.world import SimulatedWorld
-
-    if transport not in DEMO_TRANSPORTS:
-        raise BundleError(f"transport {transport!r} is not one of {DEMO_TRANSPORTS}")
+    """Sources for the bundle: the given devices and camera, and the simulated rig for
+    every stream not given one."""
+    if transport not in TRANSPORTS:
+        raise BundleError(f"transport {transport!r} is not one of {TRANSPORTS}")
     devices = dict(devices or {})
     sensors = [s.name for s in manifest.streams if s.kind == "sensor"]
     unknown = sorted(set(devices) - set(sensors))
@@ -67,8 +67,8 @@ def demo_sources(manifest, devices: dict[str, str] | None = None, camera: str | 
     if missing:
         raise BundleError(f"the bundle needs stream(s) {missing} that the simulated devices do not "
                           f"provide (they provide {list(SimulatedWorld.streams)})")
-    return Sources(devices=devices, camera=camera, simulate=simulate, transport=transport, seed=seed,
-                   camera_name=cam or "camera")
+    rig = SimulatedRig(simulate, transport=transport, seed=seed) if simulate else None
+    return Sources(devices=devices, camera=camera, camera_name=cam or "camera", feed=rig)
 
 
 def run_demo(bundle: Path | None, seconds: float | None, json_path: Path | None, seed: int = 0,

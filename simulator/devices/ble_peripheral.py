@@ -1,6 +1,6 @@
 """A simulated glove / wrist IMU as a BLE peripheral on the emulated BlueZ.
 
-The peripheral is `sim.firmware.SimulatedFirmware` (the same firmware the serial sim
+The peripheral is `firmware.SimulatedFirmware` (the same firmware the serial sim
 runs) behind a GATT server: it advertises protocol.SERVICE_UUID as `edgehar-glove` /
 `edgehar-imu`, notifies the data characteristic with one encoded SampleBlock frame per
 notification (blocks are sized to the 244-byte payload of a 247-byte ATT MTU; a longer
@@ -22,8 +22,8 @@ Three ways to run it:
   second shell must export (DBUS_SYSTEM_BUS_ADDRESS=...) and which URL to open.
 * `BleSimulation(("glove", "imu"))`, the same in a background thread of this process,
   pointing this process's DBUS_SYSTEM_BUS_ADDRESS at it (restored on exit): an
-  in-process `--transport ble` demo. With `player=False` the demo feeds the firmwares
-  itself (`sim.push("glove", timestamps, values)` from its RealtimeSimulation sink).
+  in-process `--transport ble` demo. With `player=False` the demo rig plays its own
+  world into the firmwares (`sim.firmwares`) with its BlockPlayer.
 * `BlePeripheral(bluez, "glove")` on a FakeBlueZ you run (tests): `await p.pump(n)`
   makes n blocks as fast as the bus takes them.
 """
@@ -284,7 +284,7 @@ class BleSimulation:
             sim.drop_link("glove"); sim.come_back("glove")
 
     player=True plays their own simulated world in real time (x speed); player=False
-    leaves the firmwares to the caller: `sim.push(kind, timestamps, values)`.
+    leaves the firmwares (`sim.firmwares`) to the caller's player.
     """
 
     def __init__(self, kind: str | Sequence[str] = "glove", *, speed: float = 1.0, seed: int = 0, subject: int = 0,
@@ -367,10 +367,6 @@ class BleSimulation:
             return fn()
 
         return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(10)
-
-    def push(self, kind: str, timestamps: np.ndarray, values: np.ndarray) -> None:
-        """Samples for one device's firmware (player=False): host times (n,), values (n, C)."""
-        self.peripherals[kind].firmware.push(timestamps, values)
 
     def drop_link(self, kind: str, out_of_range: bool = True) -> None:
         """The device's link drops (supervision timeout); it stays unreachable until come_back()."""

@@ -8,15 +8,12 @@ bytes somewhere. It answers SEND_DESCRIPTOR / SEND_STATUS, sends a DeviceStatus 
 slowly falling battery every `status_every_s`, and can lose blocks (seq still
 advances) or corrupt them (one flipped byte: the CRC catches it).
 
-Two ways to drive it:
-
-(a) from a world someone else owns (the demo's one `SimulatedWorld`, played by
-    `RealtimeSimulation`): call `firmware.push(timestamps, values)` from the
-    simulation's sink; full blocks are written at once. `PtyFirmware` couples a
-    firmware to a pseudo-terminal so the host reads it through `serial://PATH`.
-(b) standalone: `FirmwarePlayer` plays its own world through one or more firmwares in
-    (optionally accelerated) real time, one block at the instant its last sample
-    exists; `serve_serial()` puts that on a pty (`edgehar simulate glove --serial`).
+A `BlockPlayer` (player.py) drives it: the player cuts a simulated world's
+stream into the firmware's blocks and calls `emit_block` when a block's last sample
+exists on the player's clock. `PtyFirmware` couples a firmware to a pseudo-terminal so
+the host reads it through `serial://PATH`; `pty_devices` makes the demo rig's ones.
+`FirmwarePlayer` plays a fresh world through firmwares in (optionally accelerated)
+real time; `serve_serial()` puts one on a pty (`edgehar simulate glove --serial`).
 
 Time: the firmware's device clock is
     device_s(t) = offset_s + (1 + drift_ppm * 1e-6) * t        (t = host seconds)
@@ -35,7 +32,7 @@ import threading
 import time
 import tty
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +54,8 @@ from ...firmware_bridge.protocol import (
     samples_per_block,
 )
 from ..datasheet import STREAM_RATES, STREAM_SPECS
+from ..world import SimulatedWorld, make_subject
+from .player import BlockPlayer
 
 FIRMWARE_VERSION = "sim-1.0.0"
 U32 = 1 << 32
@@ -121,7 +120,7 @@ class SimulatedFirmware:
         fmt: str = "binary",  # "binary" (wire protocol) or "csv" (text lines: ms timestamp, values)
         device_id: str | None = None,
         history: int | None = None,  # keep the last `history` SentBlocks (None: keep none)
-        clock: Callable[[], float] = time.monotonic,  # host clock for t_written (tests: a faster one)
+        clock: Callable[[], float] = time.monotonic,  # host clock for t_written (a player's, if faster)
     ):
         if fmt not in ("binary", "csv"):
             raise ValueError(f"fmt must be 'binary' or 'csv', got {fmt!r}")
@@ -142,15 +141,13 @@ class SimulatedFirmware:
         self.stats = FirmwareStats()
         self.history: deque[SentBlock] | None = deque(maxlen=history) if history else None
         self._write = write
-        self._clock = clock
+        self.clock = clock
         self._rng = rng
         self._commands = FrameDecoder()
-        self._pending_t: list[np.ndarray] = []
-        self._pending_v: list[np.ndarray] = []
         self._last_status: float | None = None
         self._last_t: float | None = None
         self._overflowed = False
-        self._lock = threading.Lock()  # push() and receive() may come from different threads
+        self._lock = threading.Lock()  # emit_block() and receive() may come from different threads
 
     # -- clock -----------------------------------------------------------------------------
     def device_us(self, t_host: float) -> int:
@@ -197,18 +194,6 @@ class SimulatedFirmware:
         self._overflowed = False
         self._emit(encode_frame(DeviceStatus(int(round(self.battery)), flags)))
 
-    def push(self, timestamps: np.ndarray, values: np.ndarray) -> None:
-        """Samples from the world, in order (host times (n,), values (n, C)); writes every full block."""
-        self._pending_t.append(np.asarray(timestamps, np.float64))
-        self._pending_v.append(np.asarray(values, np.float32))
-        t = np.concatenate(self._pending_t)
-        v = np.concatenate(self._pending_v)
-        k = self.block_samples
-        full = len(t) // k * k
-        for i in range(0, full, k):
-            self.emit_block(t[i : i + k], v[i : i + k])
-        self._pending_t, self._pending_v = ([t[full:]], [v[full:]]) if full < len(t) else ([], [])
-
     def block_due(self, timestamps: np.ndarray) -> float:
         """Host time the last sample of a block starting at timestamps[0] is really taken."""
         return float(timestamps[0]) + (len(timestamps) - 1) / (self.rate_hz * (1.0 + self.drift))
@@ -245,7 +230,7 @@ class SimulatedFirmware:
                 if not self._emit(lines.encode()):
                     fate = "overflow"
             setattr(self.stats, fate, getattr(self.stats, fate) + 1)
-            block = SentBlock(seq, true, t_us, (raw * self._scales).astype(np.float32), fate, self._clock())
+            block = SentBlock(seq, true, t_us, (raw * self._scales).astype(np.float32), fate, self.clock())
             if self.history is not None:
                 self.history.append(block)
             self._last_t = float(timestamps[-1])
@@ -366,11 +351,11 @@ class PtyPort:
 
 
 class PtyFirmware:
-    """A simulated device on a pty: firmware + port, wired both ways. For the demo:
+    """A simulated device on a pty: firmware + port, wired both ways.
 
         dev = PtyFirmware("glove", seed=0)       # dev.path -> "/dev/pts/N" for serial://
         dev.boot()                               # descriptor now (a host may connect later)
-        ... in RealtimeSimulation's sink:  dev.push(timestamps, values)
+        ... a BlockPlayer plays the world into dev.firmware
         dev.close()
     """
 
@@ -385,114 +370,42 @@ class PtyFirmware:
     def boot(self) -> None:
         self.firmware.boot()
 
-    def push(self, timestamps: np.ndarray, values: np.ndarray) -> None:
-        self.firmware.push(timestamps, values)
-
     def close(self) -> None:
         self.port.close()
 
 
-def pty_devices(kinds: tuple[str, ...] = ("glove", "imu"), seed: int = 0, **firmware_options) -> dict[str, PtyFirmware]:
-    """One booted PtyFirmware per kind (seeds seed, seed+1, ...): the demo's simulated serial devices."""
+def pty_devices(kinds: Sequence[str] = ("glove", "imu"), seed: int = 0, link_dir: str | os.PathLike | None = None,
+                **firmware_options) -> dict[str, PtyFirmware]:
+    """One booted PtyFirmware per kind (seeds seed, seed+1, ...): the demo rig's simulated
+    serial devices. With `link_dir`, each is reached through the stable link
+    `link_dir/KIND`, so it can be unplugged (`port.close()`) and replugged under one path."""
     devices = {}
     for i, kind in enumerate(kinds):
-        devices[kind] = PtyFirmware(kind, seed=seed + i, **firmware_options)
+        link = None if link_dir is None else Path(link_dir) / kind
+        devices[kind] = PtyFirmware(kind, link=link, seed=seed + i, **firmware_options)
         devices[kind].boot()
     return devices
-
-
-def route_to_firmware(devices: dict[str, PtyFirmware], other: Callable[[str, np.ndarray, np.ndarray], None] | None = None):
-    """A RealtimeSimulation sink: device streams go to their firmware (-> pty), the rest (camera) to `other`."""
-
-    def sink(stream: str, timestamps: np.ndarray, data: np.ndarray) -> None:
-        dev = devices.get(stream)
-        if dev is not None:
-            dev.push(timestamps, data)
-        elif other is not None:
-            other(stream, timestamps, data)
-
-    return sink
 
 
 # --------------------------------------------------------------------------- standalone player
 
 
-class FirmwarePlayer:
-    """Plays a simulated world through firmwares in real time (x `speed`), in a thread.
+class FirmwarePlayer(BlockPlayer):
+    """A fresh simulated world (person `subject`) played through firmwares in real time (x `speed`).
 
-    Each firmware's stream ("glove", "imu") is cut into its own blocks, and each block
-    is written when its last sample exists on the player's clock. `clock()` is that
-    clock: host monotonic time, or an accelerated one (speed > 1) starting at the
-    real time of construction, which the host side must then use too.
+    The firmwares stamp what they write with the player's clock (accelerated when
+    speed > 1, which the host side must then use too) and boot when it starts.
     """
 
-    def __init__(self, firmwares: list[SimulatedFirmware], *, subject: int = 0, seed: int = 0, speed: float = 1.0,
-                 world=None, lookahead_s: float = 0.3):
-        from ..world import SimulatedWorld, make_subject
-
-        if speed <= 0:
-            raise ValueError(f"speed must be > 0, got {speed}")
-        self.firmwares = list(firmwares)
-        self.world = world or SimulatedWorld(make_subject(subject, seed=seed), seed=seed)
-        self.speed = float(speed)
-        self.lookahead_s = lookahead_s
-        self._real0 = time.monotonic()
-        self.start_time = 0.0  # player-clock time of the world's t = 0
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def clock(self) -> float:
-        now = time.monotonic()
-        return now if self.speed == 1.0 else self._real0 + (now - self._real0) * self.speed
+    def __init__(self, firmwares: Sequence[SimulatedFirmware], *, subject: int = 0, seed: int = 0, speed: float = 1.0):
+        super().__init__(SimulatedWorld(make_subject(subject, seed=seed), seed=seed), firmwares, speed=speed)
+        for fw in firmwares:
+            fw.clock = self.clock
 
     def start(self) -> float:
-        for fw in self.firmwares:
-            fw._clock = self.clock
+        for fw in self.sinks:
             fw.boot()
-        self.start_time = self.clock()
-        self._thread = threading.Thread(target=self._run, name="sim-firmware", daemon=True)
-        self._thread.start()
-        return self.start_time
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def wait(self, seconds: float) -> None:
-        """Sleep `seconds` of player time (returns early when stopped)."""
-        self._stop.wait(seconds / self.speed)
-
-    def _run(self) -> None:
-        try:
-            pending: deque = deque()  # (due, firmware, t, values), sorted by due
-            carry: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-            generated = 0.0
-            while not self._stop.is_set():
-                now = self.clock()
-                if generated < now - self.start_time + self.lookahead_s:
-                    chunk = self.world.next_chunk(0.25)  # small: generating delays due blocks
-                    generated = self.world.time
-                    new = []
-                    for fw in self.firmwares:
-                        s = chunk.series[fw.kind]
-                        t0, v0 = carry.get(id(fw), (np.zeros(0), np.zeros((0, s.values.shape[1]), np.float32)))
-                        t = np.concatenate([t0, s.timestamps + self.start_time])
-                        v = np.concatenate([v0, s.values])
-                        k = fw.block_samples
-                        full = len(t) // k * k
-                        new += [(fw.block_due(t[i : i + k]), fw, t[i : i + k], v[i : i + k]) for i in range(0, full, k)]
-                        carry[id(fw)] = (t[full:], v[full:])
-                    pending = deque(sorted([*pending, *new], key=lambda b: b[0]))
-                    continue
-                while pending and pending[0][0] <= now:
-                    _, fw, t, v = pending.popleft()
-                    fw.emit_block(t, v)
-                wait = (pending[0][0] - self.clock()) / self.speed if pending else 0.005
-                self._stop.wait(min(max(wait, 0.0), 0.01))
-        except BaseException as exc:  # surfaced to whoever runs the player
-            self.error = exc
+        return super().start()
 
 
 def serve_serial(
