@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import EdgeharError
+from ..firmware_bridge.device import DeviceInfo
+from ..firmware_bridge.sink import Sink
 from .camera import CameraSource
 
 SIM_TRANSPORTS = ("serial", "ble")
 DEMO_SUBJECT = 42  # a simulated person the default bundle never saw in training (sim subjects 0-9)
-
-Sink = Callable[[str, np.ndarray, np.ndarray, "np.ndarray | None"], None]
 
 
 class SourceError(EdgeharError, ValueError):
@@ -248,17 +248,12 @@ class Sources:
                 return next(iter(errors.values()))
         return None
 
-    def device_info(self, name: str) -> dict:
+    def device_info(self, name: str) -> DeviceInfo:
         """What a device said about itself: channels, units, rate, device fields (for the recorder)."""
-        stream = self.hub.streams[name]
-        d = stream.descriptor
-        if d is not None:
-            return {"channels": tuple(d.names), "units": tuple(c.unit for c in d.channels), "rate_hz": float(d.rate_hz),
-                    "device": {"kind": d.kind, "firmware": d.firmware, "device_id": d.device_id, "url": stream.url}}
-        channels = stream._csv_channels
-        if channels is None:
+        info = self.hub.streams[name].info()
+        if info is None:
             raise SourceError(f"{name}: the device never described itself (no descriptor within the wait)")
-        return {"channels": tuple(channels), "units": (), "rate_hz": float(stream._csv_rate), "device": {"url": stream.url}}
+        return info
 
     # -- tests: unplug and replug a simulated serial device -------------------------------
     def unplug(self, name: str) -> None:
