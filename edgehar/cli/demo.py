@@ -39,7 +39,7 @@ def default_bundle(progress: bool = True) -> Path:
     if not (bundle / "manifest.json").is_file():
         print("edgehar: no bundle given and no cached default; training the default MMTSA once "
               f"(simulated data, a few minutes) into {folder}", file=sys.stderr)
-        from .models.train import TrainConfig, train
+        from ..models.train import TrainConfig, train
 
         metrics = train(TrainConfig(out=str(folder)), progress=progress)
         print(f"edgehar: default bundle ready: test accuracy {100 * metrics['accuracy']:.1f}% "
