@@ -7,7 +7,7 @@ from the bundle manifest.
 
 `WindowScheduler.run` is the project's one hop loop; `run_live` consumes it and adds,
 in small pieces, what a live run does with each prediction: smoothing, health and the
-simulated truth into the JSON log, the view (display.LiveView), the summary.
+simulated truth into the JSON log, the view (liveview.LiveView), the summary.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import TextIO
 import numpy as np
 
 from . import display
+from .liveview import LiveView
 from .backends import Backend
 from .config import SMOOTHING_MODES, STALE_S
 from ..contract.manifest import Manifest
@@ -280,7 +281,7 @@ def run_live(manifest: Manifest, backend: Backend, sources, options: LiveOptions
         labels=manifest.labels, smoothing=smoother.describe(), show_thumbnails=options.thumbnails)
     tally = _Tally()
     with contextlib.ExitStack() as stack:
-        view = stack.enter_context(display.LiveView(manifest, rings, sources, state, options.view, options.save_video,
+        view = stack.enter_context(LiveView(manifest, rings, sources, state, options.view, options.save_video,
                                                     options.video_fps, out, key_source))
         log = stack.enter_context(open(options.json_path, "w")) if options.json_path else None
         warm_up(backend, manifest)
@@ -356,7 +357,7 @@ class _Run:
     view's turns while waiting; keys."""
 
     def __init__(self, manifest: Manifest, scheduler: WindowScheduler, smoother: Smoother, sources,
-                 view: display.LiveView, log: TextIO | None, tally: _Tally, options: LiveOptions, start: float):
+                 view: LiveView, log: TextIO | None, tally: _Tally, options: LiveOptions, start: float):
         self.manifest, self.scheduler, self.smoother, self.sources = manifest, scheduler, smoother, sources
         self.view, self.log, self.tally, self.options, self.start = view, log, tally, options, start
         self.end = None if options.seconds is None else start + options.seconds
