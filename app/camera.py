@@ -13,8 +13,8 @@ a thread reads continuously (a driver queue drained as fast as it fills is what 
 latency low), stamps each frame with the host monotonic clock at arrival and hands it
 to `sink(name, t (1,), frames (1, H, W, 3))` — the same sink shape the device layer
 uses — and keeps the newest for the display. A camera that stops delivering (unplugged)
-is marked "reconnecting" and reopened every second; its health snapshot has the same
-keys a device stream's has (state, rate_hz, lost_blocks, ...).
+is marked "reconnecting" and reopened every second; its health is the device streams'
+`StreamHealth` (state, rate_hz, lost_blocks, ...), so the view and the logs read both alike.
 """
 
 from __future__ import annotations
@@ -29,13 +29,12 @@ import cv2
 import numpy as np
 
 from ..errors import EdgeharError
+from ..firmware_bridge.health import CONNECTED, DOWN, RATE_WINDOW_S, RECONNECTING, StreamHealth
+from ..firmware_bridge.sink import Sink
 
-CONNECTED, RECONNECTING, DOWN = "connected", "reconnecting", "down"
 REOPEN_S = 1.0  # seconds between attempts to reopen a lost camera
 READ_FAILURES = 5  # consecutive failed reads before a live camera counts as lost
-RATE_WINDOW_S = 5.0
 
-Sink = Callable[[str, np.ndarray, np.ndarray], None]
 Opener = Callable[..., "cv2.VideoCapture"]
 
 
@@ -220,16 +219,15 @@ class CameraSource:
         with self._lock:
             return self._latest
 
-    def health(self, now: float | None = None) -> dict:
-        """A snapshot with the keys of a device stream's (firmware_bridge.health)."""
+    def health(self, now: float | None = None) -> StreamHealth:
+        """The camera's health, in the device streams' type (`now` unused: no outage clock)."""
         with self._lock:
             ts = [t for t in self._rate if t >= (self._rate[-1] if self._rate else 0) - RATE_WINDOW_S]
             rate = (len(ts) - 1) / (ts[-1] - ts[0]) if len(ts) > 2 and ts[-1] > ts[0] else None
             last = self._latest[0] if self._latest else None
-        return {"name": self.name, "url": self.spec, "state": self.state, "device": f"camera {self.spec}",
-                "rate_hz": None if rate is None else round(rate, 2), "samples": self.frames, "frames": self.frames,
-                "lost_blocks": self.lost, "crc_errors": 0, "outages": self.outages, "battery_pct": None,
-                "last_sample_t": last, "last_error": self.last_error}
+        return StreamHealth(self.name, self.spec, self.state, device=f"camera {self.spec}",
+                            rate_hz=None if rate is None else round(rate, 2), samples=self.frames, frames=self.frames,
+                            lost_blocks=self.lost, outages=self.outages, last_sample_t=last, last_error=self.last_error)
 
 
 def _bgr(frame: np.ndarray) -> np.ndarray:

@@ -34,7 +34,10 @@ from typing import Any
 from ..errors import EdgeharError
 
 VIEWS = ("auto", "window", "headless")
-SMOOTHING_MODES = ("majority", "ema", "none")
+SMOOTHING_MODES = ("majority", "ema", "none")  # live.Smoother's modes, the flag's and the key's choices
+# A stream whose newest sample is older than this when a window ends has dropped out:
+# its modality is fed as missing (zeros) and the prediction is marked degraded.
+STALE_S = 0.5
 
 
 class ConfigError(EdgeharError, ValueError):

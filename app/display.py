@@ -21,7 +21,8 @@
 Views that show it: `WindowView` (OpenCV window + keys, only where a display and a GUI
 build of OpenCV exist: `cv2.imshow` without a display aborts the process), `VideoView`
 (`--save-video`), `TerminalView` (`--headless`: rich live table on a terminal, plain
-lines otherwise).
+lines otherwise). What a live run shows over time (thumbnails, traces, the video's
+clock, keys) is app.liveview's.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import cv2
 import numpy as np
 
 from ..errors import EdgeharError
+from ..firmware_bridge.health import StreamHealth
 from .config import VIEWS
 
 VIEW_SIZE = (1280, 720)  # (w, h)
@@ -89,7 +91,7 @@ class ViewState:
     thumbnails: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (modality, (N, h, w, 3) BGR)
     show_thumbnails: bool = True
     traces: list[Trace] = field(default_factory=list)
-    health: dict[str, dict] = field(default_factory=dict)  # stream -> health snapshot
+    health: dict[str, StreamHealth] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)
     paused: bool = False
     banner: str = ""  # e.g. recording status / protocol step
@@ -308,13 +310,11 @@ def _status(img, s: ViewState, y, w):
     cw = (w - 16) // n
     for i, (name, hl) in enumerate(s.health.items()):
         x = 8 + i * cw
-        state = hl.get("state", "?")
-        colour = STATE_COLOURS.get(state, DIM)
+        colour = STATE_COLOURS.get(hl.state, DIM)
         cv2.circle(img, (x + 8, y + 10), 6, colour, -1, cv2.LINE_AA)
-        rate = hl.get("rate_hz")
-        parts = [f"{name} {state}", "-- Hz" if rate is None else f"{rate:.0f} Hz", f"lost {hl.get('lost_blocks', 0)}"]
-        if hl.get("battery_pct") is not None:
-            parts.append(f"batt {hl['battery_pct']}%")
+        parts = [f"{name} {hl.state}", "-- Hz" if hl.rate_hz is None else f"{hl.rate_hz:.0f} Hz", f"lost {hl.lost_blocks}"]
+        if hl.battery_pct is not None:
+            parts.append(f"batt {hl.battery_pct}%")
         _text(img, _fit("  ".join(parts), cw - 24, 0.48), (x + 20, y + 15), 0.48, TEXT)
     lat = s.latency_ms
     if lat:
@@ -515,10 +515,9 @@ def _rich_panel(s: ViewState):
     streams = Table("stream", "state", "rate", "lost", "battery", box=None, header_style="dim")
     colours = {"connected": "green", "reconnecting": "yellow"}
     for name, hl in s.health.items():
-        rate = hl.get("rate_hz")
-        streams.add_row(name, Text(hl.get("state", "?"), style=colours.get(hl.get("state"), "red")),
-                        "--" if rate is None else f"{rate:.0f} Hz", str(hl.get("lost_blocks", 0)),
-                        "--" if hl.get("battery_pct") is None else f"{hl['battery_pct']}%")
+        streams.add_row(name, Text(hl.state, style=colours.get(hl.state, "red")),
+                        "--" if hl.rate_hz is None else f"{hl.rate_hz:.0f} Hz", str(hl.lost_blocks),
+                        "--" if hl.battery_pct is None else f"{hl.battery_pct}%")
     lat = s.latency_ms
     latency = Text(" | ".join(f"{k} {v:.1f}" for k, v in lat.items()) + " ms" if lat else "", style="dim")
     return Group(head, label, bars, streams, latency)

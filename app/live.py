@@ -4,6 +4,10 @@ Every hop the scheduler takes the last `window_s` seconds of every stream, sampl
 aligned segment times (segment centres: inference), builds GAF images and frames with
 the same `build_inputs` that training uses, and runs the backend. Every constant comes
 from the bundle manifest.
+
+`WindowScheduler.run` is the project's one hop loop; `run_live` consumes it and adds,
+in small pieces, what a live run does with each prediction: smoothing, health and the
+simulated truth into the JSON log, the view (liveview.LiveView), the summary.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-import cv2
 import numpy as np
 
+from . import display
+from .liveview import LiveView
 from .backends import Backend
+from .config import SMOOTHING_MODES, STALE_S
 from ..contract.manifest import Manifest
 from ..contract.preprocess.frames import FrameTransform
 from ..contract.preprocess.inputs import ModelInputs, build_inputs
@@ -31,9 +37,8 @@ from .ringbuffer import FrameRing, SensorRing
 # How much history each ring keeps, in windows: one window is all the scheduler reads;
 # the rest absorbs producers that run ahead of the scheduler.
 _RING_WINDOWS = 2.0
-# A stream whose newest sample is older than this when a window ends has dropped out:
-# its modality is fed as missing (zeros) and the prediction is marked degraded.
-STALE_S = 0.5
+# The most the hop loop sleeps at once while waiting without a `wait` of the caller's.
+_WAIT_S = 0.05
 
 
 @dataclass
@@ -138,12 +143,16 @@ class WindowScheduler:
         start: float,
         seconds: float | None,
         stop: Callable[[], bool] = lambda: False,
+        wait: Callable[[float], None] | None = None,
+        stale_s: float = STALE_S,
     ) -> Iterator[Prediction]:
         """Yield one prediction per hop once the first window has filled.
 
         `start` is the host time the streams began; predictions start at
         start + window_s and follow a fixed hop grid (no drift from processing time;
-        a hop that falls behind is skipped, not queued).
+        a hop that falls behind is skipped, not queued). While the next hop is not due,
+        `wait(its time)` is called (the caller's turn, e.g. the view; it returns
+        shortly); without one the loop sleeps. `stop()` is asked before every step.
         """
         m = self.manifest
         next_t = start + m.window_s
@@ -153,9 +162,12 @@ class WindowScheduler:
                 return
             now = clock()
             if now < next_t:
-                time.sleep(min(next_t - now, 0.05))
+                if wait is not None:
+                    wait(next_t)
+                else:
+                    time.sleep(min(next_t - now, _WAIT_S))
                 continue
-            yield self.predict(next_t, self.stale_streams(next_t))
+            yield self.predict(next_t, self.stale_streams(next_t, stale_s))
             next_t += m.hop_s
             behind = clock() - next_t
             if behind > m.hop_s:  # fell behind: skip to the newest hop instead of queueing
@@ -171,7 +183,7 @@ class Smoother:
     The raw per-hop result is always kept in the log.
     """
 
-    MODES = ("majority", "ema", "none")
+    MODES = SMOOTHING_MODES
 
     def __init__(self, num_classes: int, mode: str = "majority", k: int = 5):
         if mode not in self.MODES:
@@ -242,6 +254,11 @@ class LiveSummary:
     video_frames: int = 0
 
 
+# Health fields carried in each JSON prediction line.
+_HEALTH_FIELDS = ("state", "rate_hz", "lost_blocks", "crc_errors", "outages", "battery_pct")
+_VIEW_SLEEP_S = 0.02  # the most the loop sleeps at once while a view is drawn (keys stay responsive)
+
+
 def run_live(manifest: Manifest, backend: Backend, sources, options: LiveOptions, out: TextIO = sys.stdout,
              verb: str = "live", key_source: Callable[[], str] | None = None) -> LiveSummary:
     """Stream `sources` into rings, predict every hop, show / log / record each prediction.
@@ -249,15 +266,51 @@ def run_live(manifest: Manifest, backend: Backend, sources, options: LiveOptions
     `sources` is an app.sources.Sources (not started). `key_source` (tests) stands in
     for the window's keyboard.
     """
-    from . import display
-
     frame_shape = sources.open()
     cam = next((s for s in manifest.streams if s.kind == "camera"), None)
     if cam is not None and frame_shape is None:
         raise display.ViewError(f"the bundle reads camera stream {cam.name!r} but no camera was given")
     rings = make_rings(manifest, frame_shape)
+    sources.add_sink(_ring_sink(rings))
+    scheduler = WindowScheduler(manifest, backend, rings)
+    smoother = Smoother(len(manifest.labels), options.smoothing, options.smoothing_k)
+    state = display.ViewState(
+        title=f"edgehar {verb} | {manifest.model} ({backend.name}, {manifest.precision})",
+        subtitle=f"window {manifest.window_s:g} s | hop {manifest.hop_s:g} s | N={manifest.num_segments} | K={manifest.gaf_k}",
+        labels=manifest.labels, smoothing=smoother.describe(), show_thumbnails=options.thumbnails)
+    tally = _Tally()
+    with contextlib.ExitStack() as stack:
+        view = stack.enter_context(LiveView(manifest, rings, sources, state, options.view, options.save_video,
+                                                    options.video_fps, out, key_source))
+        log = stack.enter_context(open(options.json_path, "w")) if options.json_path else None
+        warm_up(backend, manifest)
+        start = sources.start(expect={s.name: s for s in manifest.streams if s.kind == "sensor"})
+        stack.callback(sources.stop)
+        if view.why:  # after the sources started: an error stays the only line on stderr
+            print(f"edgehar {verb}: {view.why}; showing the headless view", file=out, flush=True)
+        print(_banner(verb, manifest, backend, sources, frame_shape is not None), file=out, flush=True)
+        view.begin(start)
+        run = _Run(manifest, scheduler, smoother, sources, view, log, tally, options, start)
+        with contextlib.suppress(KeyboardInterrupt):
+            run.loop()
+        _raise_failure(sources)
+        if options.snapshot is not None:
+            view.snapshot(options.snapshot)
+    summary = tally.summary(view.video.frames if view.video is not None else 0)
+    _print_summary(summary, verb, options, out)
+    return summary
 
-    def to_ring(name: str, t: np.ndarray, data: np.ndarray, _t_device=None) -> None:  # copy only
+
+def warm_up(backend: Backend, manifest: Manifest) -> None:
+    """One inference before the streams start: a runtime's first call (allocation, graph
+    set-up) can take 100x a normal one and would cost the first hops."""
+    backend.run(tuple(np.zeros((1, *shape), np.float32) for shape in manifest.input_shapes()))
+
+
+def _ring_sink(rings: dict[str, SensorRing | FrameRing]):
+    """The sink that copies every stream into its ring (nothing else: it runs in device callbacks)."""
+
+    def to_ring(name: str, t: np.ndarray, data: np.ndarray, _t_device=None) -> None:
         ring = rings.get(name)
         if ring is None:
             return
@@ -267,141 +320,97 @@ def run_live(manifest: Manifest, backend: Backend, sources, options: LiveOptions
         else:
             ring.append(t, data)
 
-    sources.add_sink(to_ring)
-    scheduler = WindowScheduler(manifest, backend, rings)
-    smoother = Smoother(len(manifest.labels), options.smoothing, options.smoothing_k)
-    title = f"edgehar {verb} | {manifest.model} ({backend.name}, {manifest.precision})"
-    subtitle = f"window {manifest.window_s:g} s | hop {manifest.hop_s:g} s | N={manifest.num_segments} | K={manifest.gaf_k}"
-
-    window, why = display.open_window(options.view, title)
-    note = f"edgehar {verb}: {why}; showing the headless view" if why else ""
-    with contextlib.ExitStack() as stack:
-        video = None
-        if options.save_video is not None:
-            video = display.VideoView(options.save_video, options.video_fps)
-            stack.callback(video.close)
-        if window is not None:
-            stack.callback(window.close)
-        terminal = display.TerminalView(out) if window is None else None
-        if terminal is not None:
-            stack.callback(terminal.close)
-        json_file = stack.enter_context(open(options.json_path, "w")) if options.json_path else None
-
-        # one inference before the streams start: a runtime's first call (allocation, graph
-        # set-up) can take 100x a normal one and would cost the first hops
-        backend.run(tuple(np.zeros((1, *shape), np.float32) for shape in manifest.input_shapes()))
-        start = sources.start(expect={s.name: s for s in manifest.streams if s.kind == "sensor"})
-        stack.callback(sources.stop)
-        urls = {**getattr(sources, "devices", {}), **({n: u for n, u in _sim_urls(sources).items()})}
-        if note:  # after the sources started: an error stays the only line on stderr
-            print(note, file=out, flush=True)
-        print(f"edgehar {verb}: {manifest.model} ({backend.name}, {manifest.precision}); "
-              + ", ".join(f"{n} via {u}" for n, u in urls.items())
-              + (f", {sources.camera_name} from {sources.camera_spec if sources.camera_spec is not None else 'the simulator'}"
-                 if frame_shape is not None else "")
-              + f"; window {manifest.window_s:g} s, hop {manifest.hop_s:g} s, N={manifest.num_segments}, K={manifest.gaf_k}",
-              file=out, flush=True)
-
-        predictions = scored = agree = degraded = 0
-        state = display.ViewState(title=title, subtitle=subtitle, labels=manifest.labels,
-                                  smoothing=smoother.describe(), show_thumbnails=options.thumbnails)
-        last: Prediction | None = None
-        paused = False
-        frozen: np.ndarray | None = None
-        next_t = start + manifest.window_s
-        end = None if options.seconds is None else start + options.seconds
-        frame_period = 1.0 / options.video_fps
-        next_frame = start
-        show = window is not None or video is not None
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                failure = sources.failure()
-                if failure is not None:
-                    raise failure
-                now = time.monotonic()
-                if end is not None and next_t > end and (not show or next_frame > end):
-                    break
-                if now >= next_t and (end is None or next_t <= end):
-                    pred = scheduler.predict(next_t, scheduler.stale_streams(next_t, options.stale_s))
-                    i, conf = smoother.update(pred.probs)
-                    pred.smoothed, pred.smoothed_confidence, pred.smoothing = manifest.labels[i], conf, smoother.describe()
-                    health = sources.health()
-                    pred.extra["streams"] = {n: {k: h.get(k) for k in _HEALTH_FIELDS} for n, h in health.items()}
-                    if sources.feed is not None:  # a feed (the demo's simulated rig) knows the truth
-                        truth = sources.truth(pred.t - manifest.window_s, pred.t)
-                        pred.extra["truth"] = truth
-                        if truth is not None:
-                            scored += 1
-                            agree += truth == pred.label
-                    predictions += 1
-                    degraded += pred.degraded
-                    if json_file:
-                        json_file.write(json.dumps(pred.to_json(manifest.labels)) + "\n")
-                        json_file.flush()
-                    if not paused:
-                        last = pred
-                    if terminal is not None:
-                        if terminal.live:  # the rich panel shows the state; plain lines need none of it
-                            _update_state(state, manifest, scheduler, sources, last, start, smoother, options)
-                        terminal.update(state, format_line(pred, start))
-                    next_t += manifest.hop_s
-                    behind = time.monotonic() - next_t
-                    if behind > manifest.hop_s:  # fell behind: skip to the newest hop
-                        next_t += np.floor(behind / manifest.hop_s) * manifest.hop_s
-                    now = time.monotonic()
-                    if not show:
-                        continue
-                # the view gets its turn after every prediction: slow inference must not freeze it
-                if show and now >= next_frame and (end is None or next_frame <= end):
-                    if paused and frozen is not None:
-                        image = frozen
-                    else:
-                        _update_state(state, manifest, scheduler, sources, last, start, smoother, options)
-                        state.paused = paused
-                        image = display.render_view(state)
-                        frozen = image if paused else None
-                    if video is not None:  # one image per slot keeps the video's clock
-                        while next_frame <= (now if end is None else min(now, end)):
-                            video.write(image)
-                            next_frame += frame_period
-                    else:
-                        next_frame = now + frame_period
-                    if window is not None:
-                        window.show(image)
-                    key = window.poll_key() if window is not None else (key_source() if key_source else "")
-                    if key == "q":
-                        break
-                    if key == "p":
-                        paused = not paused
-                        state.paused = paused
-                    elif key == "s":
-                        smoother.cycle()
-                        state.smoothing = smoother.describe()
-                    elif key == "t":
-                        options.thumbnails = not options.thumbnails
-                wake = min(next_t, next_frame) if show else next_t
-                time.sleep(min(max(0.0, wake - time.monotonic()), 0.02))
-        failure = sources.failure()
-        if failure is not None:
-            raise failure
-        if options.snapshot is not None:
-            _update_state(state, manifest, scheduler, sources, last, start, smoother, options)
-            if not cv2.imwrite(str(options.snapshot), display.render_view(state)):
-                raise display.ViewError(f"--snapshot {str(options.snapshot)!r}: OpenCV cannot write this image")
-    summary = LiveSummary(predictions, scored, agree / scored if scored else None, degraded,
-                          video.frames if video is not None else 0)
-    if summary.agreement is not None:
-        print(f"edgehar {verb}: {predictions} predictions, {100 * summary.agreement:.1f}% agree with the "
-              "simulated activity", file=out)
-    if degraded:
-        print(f"edgehar {verb}: {degraded} of {predictions} predictions were degraded (a stream was missing)", file=out)
-    if video is not None:
-        print(f"edgehar {verb}: wrote {video.frames} frames ({video.frames / options.video_fps:.1f} s) to {options.save_video}", file=out)
-    return summary
+    return to_ring
 
 
-# Health fields carried in each JSON prediction line.
-_HEALTH_FIELDS = ("state", "rate_hz", "lost_blocks", "crc_errors", "outages", "battery_pct")
+def _raise_failure(sources) -> None:
+    failure = sources.failure()
+    if failure is not None:
+        raise failure
+
+
+@dataclass
+class _Tally:
+    """Counts of a run, for its summary."""
+
+    predictions: int = 0
+    scored: int = 0  # predictions with a simulated truth
+    agree: int = 0
+    degraded: int = 0
+
+    def add(self, pred: Prediction) -> None:
+        self.predictions += 1
+        self.degraded += pred.degraded
+        truth = pred.extra.get("truth")
+        if truth is not None:
+            self.scored += 1
+            self.agree += truth == pred.label
+
+    def summary(self, video_frames: int) -> LiveSummary:
+        return LiveSummary(self.predictions, self.scored, self.agree / self.scored if self.scored else None,
+                           self.degraded, video_frames)
+
+
+class _Run:
+    """One run's hop loop: the scheduler's predictions, annotated, logged and shown; the
+    view's turns while waiting; keys."""
+
+    def __init__(self, manifest: Manifest, scheduler: WindowScheduler, smoother: Smoother, sources,
+                 view: LiveView, log: TextIO | None, tally: _Tally, options: LiveOptions, start: float):
+        self.manifest, self.scheduler, self.smoother, self.sources = manifest, scheduler, smoother, sources
+        self.view, self.log, self.tally, self.options, self.start = view, log, tally, options, start
+        self.end = None if options.seconds is None else start + options.seconds
+        self.quit = False
+
+    def loop(self) -> None:
+        for pred in self.scheduler.run(time.monotonic, self.start, self.options.seconds, self._stop, self._wait,
+                                       self.options.stale_s):
+            self._annotate(pred)
+            self.tally.add(pred)
+            if self.log is not None:
+                self.log.write(json.dumps(pred.to_json(self.manifest.labels)) + "\n")
+                self.log.flush()
+            self.view.predicted(pred, format_line(pred, self.start))
+            self._turn()  # after every prediction: slow inference must not freeze the view
+        while self.end is not None and not self._stop() and not self.view.done(self.end):  # the video's last frames
+            self._wait(self.end)
+
+    def _annotate(self, pred: Prediction) -> None:
+        """The smoothed label, every stream's health and (simulated sources) the truth."""
+        i, conf = self.smoother.update(pred.probs)
+        pred.smoothed, pred.smoothed_confidence, pred.smoothing = self.manifest.labels[i], conf, self.smoother.describe()
+        health = self.sources.health()
+        pred.extra["streams"] = {n: {k: getattr(h, k) for k in _HEALTH_FIELDS} for n, h in health.items()}
+        if self.sources.feed is not None:  # a feed (the demo's simulated rig) may know the truth
+            pred.extra["truth"] = self.sources.truth(pred.t - self.manifest.window_s, pred.t)
+
+    def _stop(self) -> bool:
+        _raise_failure(self.sources)
+        return self.quit
+
+    def _wait(self, until: float) -> None:
+        """Until the next hop at `until`: the view's turn, then a short sleep."""
+        self._turn()
+        wake = min(until, self.view.next_frame) if self.view.shows_images else until
+        time.sleep(min(max(0.0, wake - time.monotonic()), _VIEW_SLEEP_S))
+
+    def _turn(self) -> None:
+        key = self.view.turn(self.end)
+        if key == "q":
+            self.quit = True
+        elif key == "s":
+            self.smoother.cycle()
+            self.view.set_smoothing(self.smoother.describe())
+
+
+def _banner(verb: str, manifest: Manifest, backend: Backend, sources, camera: bool) -> str:
+    """The run's first line: model, where each stream comes from, the window."""
+    urls = {**getattr(sources, "devices", {}), **_sim_urls(sources)}
+    return (f"edgehar {verb}: {manifest.model} ({backend.name}, {manifest.precision}); "
+            + ", ".join(f"{n} via {u}" for n, u in urls.items())
+            + (f", {sources.camera_name} from {sources.camera_spec if sources.camera_spec is not None else 'the simulator'}"
+               if camera else "")
+            + f"; window {manifest.window_s:g} s, hop {manifest.hop_s:g} s, N={manifest.num_segments}, K={manifest.gaf_k}")
 
 
 def _sim_urls(sources) -> dict[str, str]:
@@ -411,55 +420,16 @@ def _sim_urls(sources) -> dict[str, str]:
     return {n: s.url for n, s in hub.streams.items() if n not in getattr(sources, "devices", {})}
 
 
-def trace_channels(channels: tuple[str, ...]) -> tuple[str, ...]:
-    """What the trace plot shows of a sensor stream: the glove's fingers, else the accelerometer."""
-    flex = tuple(c for c in channels if c.startswith("flex"))
-    if flex:
-        return flex
-    acc = tuple(c for c in channels if c.startswith("acc"))
-    return acc or channels[:3]
-
-
-def _update_state(state, manifest: Manifest, scheduler: WindowScheduler, sources, pred: Prediction | None,
-                  start: float, smoother: Smoother, options: LiveOptions) -> None:
-    from .display import TRACE_SECONDS, Trace, frames_thumbnail, gaf_thumbnail, series_thumbnail
-
-    now = time.monotonic()
-    state.now = now - start
-    latest = sources.latest_frame()
-    state.frame = None if latest is None or now - latest[0] > 2.0 else latest[1]
-    state.health = sources.health()
-    state.smoothing = smoother.describe()
-    state.show_thumbnails = options.thumbnails
-    traces = []
-    for s in manifest.streams:
-        if s.kind != "sensor":
-            continue
-        ring = scheduler.rings[s.name]
-        series = ring.window(now - TRACE_SECONDS, now + 1.0)
-        chans = trace_channels(s.channels)
-        what = "fingers" if chans and chans[0].startswith("flex") else "accelerometer" if chans[0].startswith("acc") else ""
-        traces.append(Trace(f"{s.name} {what}".strip(), series.timestamps - start, series.select(chans), chans))
-    state.traces = traces
-    if pred is None:
-        return
-    state.probs, state.label = pred.probs, pred.label
-    state.smoothed, state.smoothed_confidence = pred.smoothed, pred.smoothed_confidence or 0.0
-    state.missing = tuple(k for k, v in pred.present.items() if not v)
-    state.latency_ms = pred.latency_ms
-    thumbs = []
-    if pred.inputs is not None and options.thumbnails:
-        for m, arr, present in zip(manifest.modalities, pred.inputs.arrays, pred.inputs.present):
-            if not present:
-                tile = np.full((48, 64, 3), (40, 40, 90), np.uint8)
-                thumbs.append((m.name, np.stack([tile] * len(arr))))
-            elif m.type == "gaf":
-                thumbs.append((m.name, np.stack([gaf_thumbnail(a) for a in arr])))
-            elif m.type == "series":
-                thumbs.append((m.name, np.stack([series_thumbnail(a) for a in arr])))
-            else:
-                thumbs.append((m.name, frames_thumbnail(arr, manifest.frame_mean, manifest.frame_std)))
-    state.thumbnails = thumbs
+def _print_summary(summary: LiveSummary, verb: str, options: LiveOptions, out: TextIO) -> None:
+    n = summary.predictions
+    if summary.agreement is not None:
+        print(f"edgehar {verb}: {n} predictions, {100 * summary.agreement:.1f}% agree with the "
+              "simulated activity", file=out)
+    if summary.degraded:
+        print(f"edgehar {verb}: {summary.degraded} of {n} predictions were degraded (a stream was missing)", file=out)
+    if options.save_video is not None:
+        frames = summary.video_frames
+        print(f"edgehar {verb}: wrote {frames} frames ({frames / options.video_fps:.1f} s) to {options.save_video}", file=out)
 
 
 def format_line(pred: Prediction, start: float) -> str:

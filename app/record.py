@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import EdgeharError
+from ..firmware_bridge.health import StreamHealth
 from ..firmware_bridge.recorder import SessionRecorder
 from .sources import Sources
 
@@ -113,7 +114,7 @@ def run_record(sources: Sources, opts: RecordOptions, out: TextIO = sys.stdout,
                                     device={"source": sources.camera_spec or "simulated"})
             else:
                 info = sources.device_info(name)
-                recorder.add_sensor(name, info["channels"], info["rate_hz"], info["units"] or None, info["device"])
+                recorder.add_sensor(name, info.channels, info.rate_hz, info.units, info.device)
         recorder.start(start)
         stack.callback(recorder.close)
         print(f"edgehar record: recording {', '.join(sources.names)} into {opts.out}"
@@ -131,7 +132,7 @@ def run_record(sources: Sources, opts: RecordOptions, out: TextIO = sys.stdout,
             step_ends.append(t)
         step = -1
         end = start + opts.seconds if opts.seconds else (step_ends[-1] if step_ends else None)
-        last_health: dict[str, dict] = {}
+        last_health: dict[str, StreamHealth] = {}
         next_poll = next_frame = start
         with contextlib.suppress(KeyboardInterrupt):
             while not quit_event.is_set():
@@ -208,22 +209,23 @@ def _start_prompt(recorder: SessionRecorder, activities: tuple[str, ...], quit_e
     threading.Thread(target=loop, name="label-prompt", daemon=True).start()
 
 
-def _health_events(recorder: SessionRecorder, health: dict[str, dict], last: dict[str, dict], now: float) -> dict[str, dict]:
+def _health_events(recorder: SessionRecorder, health: dict[str, StreamHealth], last: dict[str, StreamHealth],
+                   now: float) -> dict[str, StreamHealth]:
     """Record what changed since the last snapshot: state, lost blocks, battery."""
     for name, h in health.items():
-        before = last.get(name, {})
-        if h.get("state") != before.get("state"):
-            recorder.event(now, name, h.get("state", "?"), h.get("last_error", "") if h.get("state") != "connected" else "")
-        lost = (h.get("lost_blocks") or 0) - (before.get("lost_blocks") or 0)
-        if before and lost > 0:
+        before = last.get(name)
+        if before is None or h.state != before.state:
+            recorder.event(now, name, h.state, h.last_error if h.state != "connected" else "")
+        lost = h.lost_blocks - (before.lost_blocks if before is not None else 0)
+        if before is not None and lost > 0:
             recorder.event(now, name, "lost_blocks", str(lost))
-        if h.get("battery_pct") is not None and h.get("battery_pct") != before.get("battery_pct"):
-            recorder.event(now, name, "battery_pct", str(h["battery_pct"]))
+        if h.battery_pct is not None and (before is None or h.battery_pct != before.battery_pct):
+            recorder.event(now, name, "battery_pct", str(h.battery_pct))
     return health
 
 
 def _record_state(state, sources: Sources, recorder: SessionRecorder, opts: RecordOptions, step: int,
-                  start: float, health: dict[str, dict]) -> None:
+                  start: float, health: dict[str, StreamHealth]) -> None:
     now = time.monotonic()
     state.now = now - start
     latest = sources.latest_frame()

@@ -29,9 +29,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import EdgeharError
+from ..firmware_bridge.device import DeviceInfo
+from ..firmware_bridge.health import StreamHealth
+from ..firmware_bridge.sink import Sink
 from .camera import CameraSource
 
-Sink = Callable[[str, np.ndarray, np.ndarray, "np.ndarray | None"], None]
 
 
 class SourceError(EdgeharError, ValueError):
@@ -52,7 +54,7 @@ class Feed(Protocol):
 
     def stop(self) -> None: ...
 
-    def health(self, now: float) -> dict[str, dict]:
+    def health(self, now: float) -> dict[str, StreamHealth]:
         """Snapshots (a device stream's keys) of the streams it pushes itself."""
 
     def latest_frame(self) -> tuple[float, np.ndarray] | None: ...
@@ -151,7 +153,7 @@ class Sources:
         self._dispatch(name, t, values, getattr(stream, "last_t_device", None))
 
     # -- reads -----------------------------------------------------------------------------
-    def health(self) -> dict[str, dict]:
+    def health(self) -> dict[str, StreamHealth]:
         now = self.clock()
         out = dict(self.hub.health()) if self.hub is not None else {}
         if self.camera is not None:
@@ -181,17 +183,12 @@ class Sources:
                 return next(iter(errors.values()))
         return None
 
-    def device_info(self, name: str) -> dict:
+    def device_info(self, name: str) -> DeviceInfo:
         """What a device said about itself: channels, units, rate, device fields (for the recorder)."""
-        stream = self.hub.streams[name]
-        d = stream.descriptor
-        if d is not None:
-            return {"channels": tuple(d.names), "units": tuple(c.unit for c in d.channels), "rate_hz": float(d.rate_hz),
-                    "device": {"kind": d.kind, "firmware": d.firmware, "device_id": d.device_id, "url": stream.url}}
-        channels = stream._csv_channels
-        if channels is None:
+        info = self.hub.streams[name].info()
+        if info is None:
             raise SourceError(f"{name}: the device never described itself (no descriptor within the wait)")
-        return {"channels": tuple(channels), "units": (), "rate_hz": float(stream._csv_rate), "device": {"url": stream.url}}
+        return info
 
     def stop(self) -> None:
         self._stack.close()

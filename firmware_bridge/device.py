@@ -1,8 +1,10 @@
 """The device layer: URL -> transport -> decoder -> clock mapping -> sink(name, t_host, values).
 
 `DeviceStream` runs one device on asyncio: it opens the transport chosen by the URL
-(`open_transport`), feeds its chunks to a `FrameDecoder` (format=binary, the default)
-or a `CsvLineDecoder` (format=csv), checks the device's descriptor against what the
+(`open_transport`), feeds its chunks to the stream's framer, chosen once from the URL:
+`_BinaryFramer` (format=binary, the default: a `FrameDecoder`, the device describes
+itself when asked) or `_CsvFramer` (format=csv: a `CsvLineDecoder`, the URL options
+describe the device). It checks what the device says against what the
 model expects, maps device time to host time with a `ClockMapper` (never arrival
 time), and calls
 
@@ -11,7 +13,8 @@ time), and calls
 The transport's reader only timestamps and enqueues; decoding happens here, in the
 consumer. When the link drops (`ConnectionLost`) the stream is marked down and
 reconnects with exponential backoff (capped at ~2 s), asks for the descriptor again
-and keeps its clock fit if the same device answers. `StreamHealth` counts it all.
+and keeps its clock fit if the same device answers. `HealthTracker` counts it all;
+`DeviceStream.info()` says what the device described (channels, units, rate, fields).
 
 `DeviceHub` runs several streams (glove + IMU, each with its own clock) on an asyncio
 loop in a background thread for the synchronous app:
@@ -19,7 +22,7 @@ loop in a background thread for the synchronous app:
     hub = DeviceHub({"glove": "serial:///dev/ttyACM0", "imu": "ble://name=IMU"}, sink,
                     expect={s.name: s for s in manifest.streams})
     hub.start()          # raises DeviceNotFoundError / DescriptorMismatchError at once
-    ... hub.health() -> {"glove": {...snapshot...}, ...}; hub.raise_if_failed()
+    ... hub.health() -> {"glove": StreamHealth(...), ...}; hub.raise_if_failed()
     hub.stop()
 """
 
@@ -29,24 +32,34 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .clock import ClockMapper, DeviceClock
 from .csvlines import CsvLineDecoder
-from .health import CONNECTED, DOWN, FAILED, RECONNECTING, StreamHealth
+from .health import CONNECTED, DOWN, FAILED, RECONNECTING, HealthTracker, StreamHealth
 from .protocol import SEND_DESCRIPTOR_FRAME, DeviceDescriptor, DeviceStatus, FrameDecoder, SampleBlock
-from .transport import ConnectionLost, DeviceURL, Transport, TransportError, open_transport
+from .sink import Sink
+from .transport import Chunk, ConnectionLost, DeviceURL, Transport, TransportError, open_transport
 from ..errors import EdgeharError
-
-Sink = Callable[[str, np.ndarray, np.ndarray], None]  # (stream name, t_host (n,), values (n, C))
 
 RATE_TOLERANCE = 0.05  # a device's nominal rate may differ this much (relative) from the expected one
 BACKOFF_FIRST_S = 0.05
 BACKOFF_CAP_S = 2.0
 DESCRIPTOR_RETRY_S = 1.0  # ask again this often while blocks arrive without a known descriptor
 _DECODER_COUNTERS = ("frames", "lost_blocks", "gaps", "crc_errors", "resyncs", "malformed")
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What a device said about itself: its descriptor, or a CSV device's URL options."""
+
+    channels: tuple[str, ...]
+    units: tuple[str, ...]  # "" where unknown (CSV)
+    rate_hz: float
+    device: dict[str, str] = field(default_factory=dict)  # kind, firmware, device_id (when described), url
 
 
 class DescriptorMismatchError(TransportError):
@@ -104,30 +117,19 @@ class DeviceStream:
         self._new_mapper = clock_mapper
         parsed = DeviceURL.parse(url)
         self.format = parsed.option("format", "binary", allowed=("binary", "csv"))
-        self._csv_channels, self._csv_rate = self._csv_config(parsed) if self.format == "csv" else (None, None)
-        self.health = StreamHealth(name, url)
+        self.health = HealthTracker(name, url)
         self.mapper = clock_mapper()
         self._dclock = DeviceClock()
         self.descriptor: DeviceDescriptor | None = None
-        self._columns: list[int] | None = None  # device column of each delivered channel
         self._last_arrival: float | None = None
         self._anchor: tuple[float, float] | None = None  # (device s, host s) for transports that do not pace
-        self._csv_count = 0
-        self._asked_descriptor = -1e9
         self.ready = threading.Event()  # set once the device is connected and described
         self.error: BaseException | None = None
+        self._framer: _Framer = _CsvFramer(self, parsed) if self.format == "csv" else _BinaryFramer(self)
 
-    # -- configuration ------------------------------------------------------------------
-    def _csv_config(self, parsed: DeviceURL) -> tuple[tuple[str, ...], float]:
-        exp_channels, exp_rate = _expected(self.expect)
-        text = parsed.option("channels")
-        channels = tuple(c.strip() for c in text.split(",") if c.strip()) if text else exp_channels
-        rate = parsed.number("rate", exp_rate or 0.0) or None
-        if not channels or not rate:
-            raise TransportError(self.url, "format=csv needs the channel names and rate: add "
-                                 "channels=a,b,c&rate=HZ to the URL, or pass the stream the model expects")
-        check_device(self.url, channels, rate, self.expect, what="the CSV device (as configured)")
-        return channels, rate
+    def info(self) -> DeviceInfo | None:
+        """What the device described (channels, units, rate, device fields); None until it did."""
+        return self._framer.info()
 
     # -- main loop -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -149,22 +151,20 @@ class DeviceStream:
                     continue
                 attempt = 0
                 ever_connected = True
-                decoder = self._new_decoder()
+                self._framer.new_connection()
                 self.health.set_state(CONNECTED, self.clock())
-                if self.format == "csv":
-                    self.ready.set()
                 try:
-                    if self.format == "binary":
-                        await self._ask_descriptor(transport, force=True)
+                    await self._framer.greet(transport)
                     async for chunk in transport:
-                        self._consume(chunk, decoder, transport)
+                        self._framer.feed(chunk, transport)
+                        self._fold()
                         if self._want_descriptor:
                             await self._ask_descriptor(transport)
                     lost = None  # the transport ended by itself (a replay finished)
                 except ConnectionLost as exc:
                     lost = exc
                 finally:
-                    self._fold(decoder, finished=True)
+                    self._fold(finished=True)
                     await transport.close()
                     self._resume_seq = self._last_seq  # the next connection's first block shows the outage
                 if lost is None:
@@ -185,12 +185,6 @@ class DeviceStream:
             self.ready.set()
             raise
 
-    def _new_decoder(self):
-        if self.format == "csv":
-            assert self._csv_channels is not None and self._csv_rate is not None
-            return CsvLineDecoder(self._csv_channels, self._csv_rate)
-        return FrameDecoder()
-
     async def _ask_descriptor(self, transport: Transport, force: bool = False) -> None:
         now = self.clock()
         if force or now - self._asked_descriptor >= DESCRIPTOR_RETRY_S:
@@ -199,6 +193,7 @@ class DeviceStream:
         self._want_descriptor = False
 
     _want_descriptor = False
+    _asked_descriptor = -1e9
     _last_seq: int | None = None  # sequence number of the last block delivered
     _last_t_host: float | None = None  # host time of the last sample delivered
     _resume_seq: int | None = None  # set when a connection ends: compare the next one's first block
@@ -206,28 +201,9 @@ class DeviceStream:
     # during its call, e.g. a recorder that keeps device time beside host time
     last_t_device: np.ndarray | None = None
 
-    # -- consumer: decode, check, map, deliver ------------------------------------------------
-    def _consume(self, chunk, decoder, transport: Transport) -> None:
-        if self.format == "csv":
-            self._consume_csv(chunk, decoder, transport)
-        else:
-            for msg in decoder.feed(chunk.data):
-                if isinstance(msg, SampleBlock):
-                    self._on_block(msg, chunk.t_host, transport)
-                elif isinstance(msg, DeviceDescriptor):
-                    self._on_descriptor(msg)
-                elif isinstance(msg, DeviceStatus):
-                    self.health.battery_pct = msg.battery_pct
-                    self.health.status_flags = msg.flags
-        self._fold(decoder)
-
-    def _fold(self, decoder, finished: bool = False) -> None:
-        st = decoder.stats
-        if self.format == "csv":
-            counters = {"frames": st.lines, "malformed": st.malformed + st.oversize}
-        else:
-            counters = {k: getattr(st, k) for k in _DECODER_COUNTERS}
-        self.health.decoder_counters(counters, finished)
+    # -- consumer: decode (the framer), check, map, deliver -------------------------------------
+    def _fold(self, finished: bool = False) -> None:
+        self.health.decoder_counters(self._framer.counters(), finished)
         fit = self.mapper.fit()  # host = offset + (1 + s) device  ->  device clock fast by 1/(1+s) - 1
         self.health.drift_ppm = None if fit is None else (1.0 / (1.0 + fit.drift) - 1.0) * 1e6
         self.health.clock_ready = self.mapper.ready
@@ -242,8 +218,6 @@ class DeviceStream:
             self._dclock.reset()
             self._anchor = None
         self.descriptor = d
-        channels, _ = _expected(self.expect)
-        self._columns = [d.names.index(c) for c in channels] if channels else list(range(len(d.names)))
         self.health.device = " ".join(x for x in (d.kind, d.firmware, d.device_id) if x)
         self.ready.set()
 
@@ -262,33 +236,14 @@ class DeviceStream:
             self._resume_seq = None
         self._last_seq = block.seq
         n = block.raw.shape[0]
-        host_elapsed = None if self._last_arrival is None else t_arrival - self._last_arrival
-        self._last_arrival = t_arrival
-        t_dev = self._dclock.unwrap(block.t_device_us, host_elapsed) + np.arange(n) / float(d.rate_hz)
-        t_host = self._map(t_dev, t_arrival, transport)
-        values = block.values(d)[:, self._columns]
-        self.last_t_device = t_dev
-        self._deliver(t_host, values)
+        t_dev = self._dclock.unwrap(block.t_device_us, self._host_elapsed(t_arrival)) + np.arange(n) / float(d.rate_hz)
+        self._deliver(t_dev, t_arrival, transport, block.values(d), d.names)
 
-    def _consume_csv(self, chunk, decoder: CsvLineDecoder, transport: Transport) -> None:
-        samples = decoder.feed(chunk.data)
-        if not samples:
-            return
-        n = len(samples)
-        host_elapsed = None if self._last_arrival is None else chunk.t_host - self._last_arrival
-        self._last_arrival = chunk.t_host
-        if samples[0].t_device_us is None:  # no timestamp column: count samples at the nominal rate
-            t_dev = (self._csv_count + np.arange(n)) / self._csv_rate
-        else:
-            t_dev = np.array([self._dclock.unwrap(s.t_device_us, host_elapsed if i == 0 else None)
-                              for i, s in enumerate(samples)])
-        self._csv_count += n
-        values = np.stack([s.values for s in samples])
-        channels, _ = _expected(self.expect)
-        if channels:
-            values = values[:, [self._csv_channels.index(c) for c in channels]]
-        self.last_t_device = t_dev
-        self._deliver(self._map(t_dev, chunk.t_host, transport), values.astype(np.float32, copy=False))
+    def _host_elapsed(self, t_arrival: float) -> float | None:
+        """Host seconds since the previous chunk with samples arrived (None for the first)."""
+        elapsed = None if self._last_arrival is None else t_arrival - self._last_arrival
+        self._last_arrival = t_arrival
+        return elapsed
 
     def _map(self, t_dev: np.ndarray, t_arrival: float, transport: Transport) -> np.ndarray:
         """Host times of device times t_dev, the last of which arrived at t_arrival."""
@@ -299,18 +254,128 @@ class DeviceStream:
         self.mapper.add(float(t_dev[-1]), t_arrival)
         return self.mapper.to_host(t_dev)
 
-    def _deliver(self, t_host: np.ndarray, values: np.ndarray) -> None:
+    def _deliver(self, t_dev: np.ndarray, t_arrival: float, transport: Transport, values: np.ndarray,
+                 names: tuple[str, ...]) -> None:
+        """Map device times to host times and hand the expected channels, in order, to the sink."""
+        channels, _ = _expected(self.expect)
+        if channels:
+            values = values[:, [names.index(c) for c in channels]]
+        t_host = self._map(t_dev, t_arrival, transport)
         # Consumers index by time (ring buffers bisect), so delivered times never go back:
         # a re-fit of the clock that would place this block before the last sample
         # delivered shifts the block forward instead (by at most the fit's correction).
         if self._last_t_host is not None and t_host[0] <= self._last_t_host:
             t_host = t_host + (self._last_t_host + 1e-6 - t_host[0])
         self._last_t_host = float(t_host[-1])
+        self.last_t_device = t_dev
         try:
-            self.sink(self.name, t_host, values)
+            self.sink(self.name, t_host, values.astype(np.float32, copy=False))
         except Exception as exc:
             raise SinkError(f"{self.name}: the sink raised {type(exc).__name__}: {exc}") from exc
         self.health.add_samples(float(t_host[-1]), len(t_host))
+
+
+class _Framer:
+    """How one stream's bytes become samples: chosen once per stream from the URL's format."""
+
+    def new_connection(self) -> None:
+        """A fresh decoder for a new connection (its counters fold into the totals)."""
+        raise NotImplementedError
+
+    async def greet(self, transport: Transport) -> None:
+        """What to send once connected, before reading."""
+
+    def feed(self, chunk: Chunk, transport: Transport) -> None:
+        """Decode a chunk and deliver its samples through the stream."""
+        raise NotImplementedError
+
+    def counters(self) -> dict[str, int]:
+        """The current connection's decoder counters, by health field."""
+        raise NotImplementedError
+
+    def info(self) -> DeviceInfo | None:
+        raise NotImplementedError
+
+
+class _BinaryFramer(_Framer):
+    """The binary wire protocol: the device describes itself when asked (docs/wire-protocol.md)."""
+
+    def __init__(self, stream: DeviceStream):
+        self.stream = stream
+        self.decoder = FrameDecoder()
+
+    def new_connection(self) -> None:
+        self.decoder = FrameDecoder()
+
+    async def greet(self, transport: Transport) -> None:
+        await self.stream._ask_descriptor(transport, force=True)
+
+    def feed(self, chunk: Chunk, transport: Transport) -> None:
+        s = self.stream
+        for msg in self.decoder.feed(chunk.data):
+            if isinstance(msg, SampleBlock):
+                s._on_block(msg, chunk.t_host, transport)
+            elif isinstance(msg, DeviceDescriptor):
+                s._on_descriptor(msg)
+            elif isinstance(msg, DeviceStatus):
+                s.health.battery_pct = msg.battery_pct
+                s.health.status_flags = msg.flags
+
+    def counters(self) -> dict[str, int]:
+        return {k: getattr(self.decoder.stats, k) for k in _DECODER_COUNTERS}
+
+    def info(self) -> DeviceInfo | None:
+        d = self.stream.descriptor
+        if d is None:
+            return None
+        return DeviceInfo(tuple(d.names), tuple(c.unit for c in d.channels), float(d.rate_hz),
+                          {"kind": d.kind, "firmware": d.firmware, "device_id": d.device_id, "url": self.stream.url})
+
+
+class _CsvFramer(_Framer):
+    """Plain-text sample lines (csvlines.py): the URL (or the model's stream) names the
+    channels and the rate, so the stream is described as soon as it connects."""
+
+    def __init__(self, stream: DeviceStream, parsed: DeviceURL):
+        self.stream = stream
+        exp_channels, exp_rate = _expected(stream.expect)
+        text = parsed.option("channels")
+        channels = tuple(c.strip() for c in text.split(",") if c.strip()) if text else exp_channels
+        rate = parsed.number("rate", exp_rate or 0.0) or None
+        if not channels or not rate:
+            raise TransportError(stream.url, "format=csv needs the channel names and rate: add "
+                                 "channels=a,b,c&rate=HZ to the URL, or pass the stream the model expects")
+        check_device(stream.url, channels, rate, stream.expect, what="the CSV device (as configured)")
+        self.channels, self.rate_hz = channels, float(rate)
+        self.decoder = CsvLineDecoder(channels, rate)
+        self._count = 0  # samples so far: device time of lines without a timestamp column
+
+    def new_connection(self) -> None:
+        self.decoder = CsvLineDecoder(self.channels, self.rate_hz)
+
+    async def greet(self, transport: Transport) -> None:
+        self.stream.ready.set()  # described by its URL: nothing to ask
+
+    def feed(self, chunk: Chunk, transport: Transport) -> None:
+        samples = self.decoder.feed(chunk.data)
+        if not samples:
+            return
+        s, n = self.stream, len(samples)
+        host_elapsed = s._host_elapsed(chunk.t_host)
+        if samples[0].t_device_us is None:  # no timestamp column: count samples at the nominal rate
+            t_dev = (self._count + np.arange(n)) / self.rate_hz
+        else:
+            t_dev = np.array([s._dclock.unwrap(x.t_device_us, host_elapsed if i == 0 else None)
+                              for i, x in enumerate(samples)])
+        self._count += n
+        s._deliver(t_dev, chunk.t_host, transport, np.stack([x.values for x in samples]), self.channels)
+
+    def counters(self) -> dict[str, int]:
+        st = self.decoder.stats
+        return {"frames": st.lines, "malformed": st.malformed + st.oversize}
+
+    def info(self) -> DeviceInfo:
+        return DeviceInfo(self.channels, ("",) * len(self.channels), self.rate_hz, {"url": self.stream.url})
 
 
 class DeviceHub:
@@ -365,7 +430,7 @@ class DeviceHub:
         for err in self.errors().values():
             raise err
 
-    def health(self) -> dict[str, dict]:
+    def health(self) -> dict[str, StreamHealth]:
         now = self.clock()
         return {name: s.health.snapshot(now) for name, s in self.streams.items()}
 

@@ -1,14 +1,20 @@
 """Per-stream health: what a UI or a log needs to say whether a device is fine.
 
-Kept by the device layer (firmware_bridge.device) as it decodes; read from any thread
-through `snapshot()`, a plain dict (JSON-ready).
+`StreamHealth` is the one snapshot type every producer hands out (device streams here,
+the camera in app.camera) and every consumer reads (the live JSON log, the view's
+status lines, the recorder's health events): one set of fields, so a reader never
+guesses which keys a stream fills. `HealthTracker` is what the device layer
+(firmware_bridge.device) updates as it decodes; `snapshot()` reads it from any thread.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 # states a stream moves through
 CONNECTING = "connecting"  # first connection attempt
@@ -21,8 +27,50 @@ STATES = (CONNECTING, CONNECTED, RECONNECTING, DOWN, FAILED)
 RATE_WINDOW_S = 5.0  # measured sample rate: samples over the last few seconds
 
 
-@dataclass
+@dataclass(frozen=True)
 class StreamHealth:
+    """One stream's health at one moment; the field names are the keys of its JSON form."""
+
+    name: str
+    url: str
+    state: str = CONNECTING
+    device: str = ""  # "kind firmware id" from the descriptor, "camera 0", ...
+    rate_hz: float | None = None  # measured over the last RATE_WINDOW_S
+    samples: int = 0  # samples (frames) delivered to the sink
+    frames: int = 0  # messages decoded (all connections)
+    lost_blocks: int = 0
+    gaps: int = 0
+    crc_errors: int = 0
+    resyncs: int = 0
+    malformed: int = 0
+    undescribed_blocks: int = 0
+    outages: int = 0
+    outage_s: float = 0.0
+    battery_pct: int | None = None
+    status_flags: int = 0
+    last_sample_t: float | None = None
+    drift_ppm: float | None = None
+    clock_ready: bool = False
+    last_error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def __getitem__(self, key: str) -> Any:
+        """Read by JSON key too (h["state"]), for code written against the dict it replaced."""
+        if key not in _FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in _FIELDS else default
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(StreamHealth))
+
+
+@dataclass
+class HealthTracker:
     """Counters and state of one device stream; updated by its consumer only."""
 
     name: str
@@ -98,33 +146,19 @@ class StreamHealth:
                 return None
             return sum(n for _, n in items[1:]) / (items[-1][0] - items[0][0])
 
-    def snapshot(self, now: float | None = None) -> dict:
-        """A plain dict for UIs and logs; an outage in progress counts up to `now`."""
+    def snapshot(self, now: float | None = None) -> StreamHealth:
+        """The health now; an outage in progress counts up to `now`."""
         rate = self.rate_hz()
         with self._lock:
             outage_s = self.outage_s
             if self._down_since is not None and now is not None:
                 outage_s += max(0.0, now - self._down_since)
-            return {
-                "name": self.name,
-                "url": self.url,
-                "state": self.state,
-                "device": self.device,
-                "rate_hz": None if rate is None else round(rate, 2),
-                "samples": self.samples,
-                "frames": self.frames,
-                "lost_blocks": self.lost_blocks,
-                "gaps": self.gaps,
-                "crc_errors": self.crc_errors,
-                "resyncs": self.resyncs,
-                "malformed": self.malformed,
-                "undescribed_blocks": self.undescribed_blocks,
-                "outages": self.outages,
-                "outage_s": round(outage_s, 3),
-                "battery_pct": self.battery_pct,
-                "status_flags": self.status_flags,
-                "last_sample_t": self.last_sample_t,
-                "drift_ppm": None if self.drift_ppm is None else round(self.drift_ppm, 2),
-                "clock_ready": self.clock_ready,
-                "last_error": self.last_error,
-            }
+            return StreamHealth(
+                name=self.name, url=self.url, state=self.state, device=self.device,
+                rate_hz=None if rate is None else round(rate, 2), samples=self.samples, frames=self.frames,
+                lost_blocks=self.lost_blocks, gaps=self.gaps, crc_errors=self.crc_errors, resyncs=self.resyncs,
+                malformed=self.malformed, undescribed_blocks=self.undescribed_blocks, outages=self.outages,
+                outage_s=round(outage_s, 3), battery_pct=self.battery_pct, status_flags=self.status_flags,
+                last_sample_t=self.last_sample_t,
+                drift_ppm=None if self.drift_ppm is None else round(self.drift_ppm, 2),
+                clock_ready=self.clock_ready, last_error=self.last_error)

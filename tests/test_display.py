@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edgehar.app import display
+from edgehar.firmware_bridge.health import StreamHealth
 from edgehar.app.display import (BAR, PANEL, RED, STATE_COLOURS, TRACE_COLOURS, Trace, ViewState, VideoView, TerminalView,
                                  gaf_thumbnail, gui_available, render_view, series_thumbnail)
 
@@ -24,8 +25,8 @@ def _state(**kw) -> ViewState:
         smoothed_confidence=0.7, smoothing="majority of 5",
         thumbnails=[("glove", np.stack([gaf_thumbnail(np.random.default_rng(i).uniform(-1, 1, (12, 16, 16))) for i in range(3)]))],
         traces=[Trace("glove fingers", t, np.column_stack([np.sin(t), np.cos(t)]), ("flex_thumb", "flex_index"))],
-        health={"glove": {"state": "connected", "rate_hz": 100.0, "lost_blocks": 0, "battery_pct": 87},
-                "camera": {"state": "reconnecting", "rate_hz": None, "lost_blocks": 3, "battery_pct": None}},
+        health={"glove": StreamHealth("glove", "", "connected", rate_hz=100.0, lost_blocks=0, battery_pct=87),
+                "camera": StreamHealth("camera", "", "reconnecting", rate_hz=None, lost_blocks=3, battery_pct=None)},
         latency_ms={"sampling": 0.1, "gaf": 0.4, "frames": 0.3, "inference": 6.0, "total": 6.8},
     )
     base.update(kw)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..argtypes import non_negative_float, positive_float, positive_int, probability
 from ..errors import EdgeharError
+from ..app.config import SMOOTHING_MODES, STALE_S
 from ..contract.formats import FORMATS, PRECISIONS
 
 
@@ -184,7 +185,7 @@ def _add_view_options(p: argparse.ArgumentParser, defaults: bool = True) -> None
     p.add_argument("--window", action="store_true", help="require a window (fail if none can be opened)")
     p.add_argument("--save-video", type=Path, metavar="PATH", help="write the annotated view to a video (.mp4/.avi; works headless)")
     p.add_argument("--video-fps", type=positive_float, default=d(10.0), metavar="FPS", help="frames per second of the view / video (default 10)")
-    p.add_argument("--smoothing", choices=("majority", "ema", "none"), default=d("majority"),
+    p.add_argument("--smoothing", choices=SMOOTHING_MODES, default=d("majority"),
                    help="how the shown label is smoothed over hops (default majority; raw results stay in the log)")
     p.add_argument("--smoothing-k", type=positive_int, default=d(5), metavar="K", help="hops the smoothing spans (default 5)")
     p.add_argument("--no-thumbnails", action="store_true", help="start with the GAF / frame thumbnails hidden")
@@ -220,7 +221,7 @@ def _view_options(args: argparse.Namespace, cfg: dict | None = None):
         smoothing=args.smoothing if args.smoothing is not None else smoothing.get("mode", "majority"),
         smoothing_k=args.smoothing_k if args.smoothing_k is not None else smoothing.get("k", 5),
         thumbnails=False if args.no_thumbnails else cfg.get("thumbnails", True),
-        stale_s=cfg.get("stale_s", 0.5),
+        stale_s=cfg.get("stale_s", STALE_S),
         snapshot=args.snapshot,
     )
 

@@ -16,10 +16,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ...firmware_bridge.health import RATE_WINDOW_S, StreamHealth
+
 # (stream, host times (n,), frames (n, H, W, 3), device times or None): the app's sink shape
 FrameSink = Callable[[str, np.ndarray, np.ndarray, None], None]
 
-RATE_WINDOW_S = 5.0  # the rate is measured over this much recent time
 STALE_S = 1.0  # no frame for this long: "reconnecting"
 
 
@@ -53,14 +54,13 @@ class SimulatedCamera:
         with self._lock:
             return self._latest
 
-    def health(self, now: float) -> dict:
-        """A snapshot with the keys of a device stream's (firmware_bridge.health)."""
+    def health(self, now: float) -> StreamHealth:
+        """The camera's health snapshot, the same type a device stream gives."""
         with self._lock:
             ts = [t for t in self._t if t >= now - RATE_WINDOW_S]
             last = self._t[-1] if self._t else None
         rate = (len(ts) - 1) / (ts[-1] - ts[0]) if len(ts) > 2 and ts[-1] > ts[0] else None
         state = "connecting" if last is None else "connected" if now - last < STALE_S else "reconnecting"
-        return {"name": self.name, "url": "sim://camera", "state": state, "device": "simulated camera",
-                "rate_hz": None if rate is None else round(rate, 2), "samples": self.frames, "frames": self.frames,
-                "lost_blocks": 0, "crc_errors": 0, "outages": 0, "battery_pct": None, "last_sample_t": last,
-                "last_error": ""}
+        return StreamHealth(self.name, "sim://camera", state=state, device="simulated camera",
+                            rate_hz=None if rate is None else round(rate, 2), samples=self.frames, frames=self.frames,
+                            last_sample_t=last)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ...errors import EdgeharError
+from ...firmware_bridge.health import StreamHealth
 from ..world import SimulatedWorld, make_subject
 from .camera import FrameSink, SimulatedCamera
 from .firmware import PtyFirmware, SimulatedFirmware, pty_devices
@@ -112,7 +113,7 @@ class SimulatedRig:
         self._stack.close()
 
     # -- what the app reads ----------------------------------------------------------------
-    def health(self, now: float) -> dict[str, dict]:
+    def health(self, now: float) -> dict[str, StreamHealth]:
         """Health of the streams the rig pushes itself (the camera); devices report through the app."""
         return {self.camera.name: self.camera.health(now)} if self.camera is not None else {}
 
