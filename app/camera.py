@@ -10,7 +10,8 @@
 `CameraSource.open()` reads the first frame synchronously, so a camera index that
 does not exist or an unreadable video fails at once with one `CameraError` line. Then
 a thread reads continuously (a driver queue drained as fast as it fills is what keeps
-latency low), stamps each frame with the host monotonic clock at arrival and hands it
+latency low), stamps each frame with the host monotonic clock at arrival (a video file
+on its own time base: start + k/fps, paced in real time) and hands it
 to `sink(name, t (1,), frames (1, H, W, 3))` — the same sink shape the device layer
 uses — and keeps the newest for the display. A camera that stops delivering (unplugged)
 is marked "reconnecting" and reopened every second; its health is the device streams'
@@ -156,7 +157,8 @@ class CameraSource:
     # -- the reader thread ---------------------------------------------------------------
     def _run(self) -> None:
         failures = 0
-        next_due = self._clock()  # files are paced at their fps
+        with self._lock:  # files are paced at their fps, from the frame open() delivered
+            next_due = self._clock() if self._latest is None else self._latest[0] + 1.0 / self.fps
         while not self._stop.is_set():
             if self._cap is None:  # lost: try to reopen
                 if self._stop.wait(REOPEN_S):
@@ -184,13 +186,27 @@ class CameraSource:
                         self._stop.wait(0.02)
                     continue
             failures = 0
-            if self.kind == "file":
-                now = self._clock()
-                if now < next_due:
-                    if self._stop.wait(next_due - now):
-                        return
-                next_due = max(next_due + 1.0 / self.fps, self._clock() - 1.0)
-            self._deliver(self._clock(), _bgr(frame))
+            if self.kind == "file":  # stamped on the file's own time base, see _due
+                t = next_due = self._due(next_due)
+                if t is None:
+                    return
+                next_due += 1.0 / self.fps
+            else:
+                t = self._clock()
+            self._deliver(t, _bgr(frame))
+
+    def _due(self, due: float) -> float | None:
+        """Wait for a file's next frame time and return it as the frame's time (None: stopped).
+
+        A video file's frame k is stamped start + k/fps -- when the file says it was
+        captured -- not when this thread woke, so a busy host does not jitter the
+        intervals the samplers see. A thread more than 1 s behind re-bases on now rather
+        than bursting through the backlog.
+        """
+        now = self._clock()
+        if now < due and self._stop.wait(due - now):
+            return None
+        return max(due, self._clock() - 1.0)
 
     def _lost(self, reason: str) -> None:
         if self.state == CONNECTED:

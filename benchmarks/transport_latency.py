@@ -139,12 +139,12 @@ def _results(path: str, firmwares: dict, sink: _TimedSink, health: dict, spent: 
             "seconds": seconds,
             "samples_sent": int(len(truth)),
             "samples_delivered": int(len(mapped)),
-            "lost_blocks": h["lost_blocks"],
-            "crc_errors": h["crc_errors"],
-            "zero_loss": bool(complete and h["lost_blocks"] == 0 and (subscribed_only or fw.stats.overflow == 0)),
+            "lost_blocks": h.lost_blocks,
+            "crc_errors": h.crc_errors,
+            "zero_loss": bool(complete and h.lost_blocks == 0 and (subscribed_only or fw.stats.overflow == 0)),
             "decoder_cpu_share": round(spent.get(kind, 0.0) / wall, 5),
             "drift_ppm_true": round(fw.drift * 1e6, 2),
-            "drift_ppm_fit": h["drift_ppm"],
+            "drift_ppm_fit": h.drift_ppm,
         }
         if complete and len(truth):
             age = (called - truth) * 1e3

@@ -43,6 +43,7 @@ class StreamHealth:
     crc_errors: int = 0
     resyncs: int = 0
     malformed: int = 0
+    cut_lines: int = 0
     undescribed_blocks: int = 0
     outages: int = 0
     outage_s: float = 0.0
@@ -55,18 +56,6 @@ class StreamHealth:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    def __getitem__(self, key: str) -> Any:
-        """Read by JSON key too (h["state"]), for code written against the dict it replaced."""
-        if key not in _FIELDS:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key) if key in _FIELDS else default
-
-
-_FIELDS = frozenset(f.name for f in dataclasses.fields(StreamHealth))
 
 
 @dataclass
@@ -84,6 +73,7 @@ class HealthTracker:
     crc_errors: int = 0
     resyncs: int = 0
     malformed: int = 0  # incl. CSV lines that did not parse
+    cut_lines: int = 0  # CSV: a line cut by a connection's start (skipped) or end (its tail never came)
     undescribed_blocks: int = 0  # blocks dropped because no descriptor was known yet
     outages: int = 0  # times the link dropped
     outage_s: float = 0.0  # total seconds down (finished outages)
@@ -157,7 +147,7 @@ class HealthTracker:
                 name=self.name, url=self.url, state=self.state, device=self.device,
                 rate_hz=None if rate is None else round(rate, 2), samples=self.samples, frames=self.frames,
                 lost_blocks=self.lost_blocks, gaps=self.gaps, crc_errors=self.crc_errors, resyncs=self.resyncs,
-                malformed=self.malformed, undescribed_blocks=self.undescribed_blocks, outages=self.outages,
+                malformed=self.malformed, cut_lines=self.cut_lines, undescribed_blocks=self.undescribed_blocks, outages=self.outages,
                 outage_s=round(outage_s, 3), battery_pct=self.battery_pct, status_flags=self.status_flags,
                 last_sample_t=self.last_sample_t,
                 drift_ppm=None if self.drift_ppm is None else round(self.drift_ppm, 2),

@@ -276,17 +276,17 @@ def test_device_hub_rides_out_a_ble_link_drop(monkeypatch):
             wait(lambda: len(received) >= 10)
             refused_before = sim.peripherals["glove"].dropped_blocks  # made before the first subscription
             sim.drop_link("glove")
-            wait(lambda: hub.health()["glove"]["outages"] == 1)
+            wait(lambda: hub.health()["glove"].outages == 1)
             n_down = len(received)
             time.sleep(0.2)
             sim.come_back("glove")
-            wait(lambda: hub.health()["glove"]["state"] == CONNECTED and len(received) >= n_down + 10)
+            wait(lambda: hub.health()["glove"].state == CONNECTED and len(received) >= n_down + 10)
             health = hub.health()["glove"]
             dropped = sim.peripherals["glove"].dropped_blocks - refused_before  # before the hub stops listening
-    assert health["outages"] == 1 and health["device"].startswith("glove")
+    assert health.outages == 1 and health.device.startswith("glove")
     assert sim.peripherals["glove"].device.connections == 2
     # the blocks the link refused while down show up as lost, across the reconnect
-    assert health["lost_blocks"] == dropped > 0 and health["gaps"] == 1
+    assert health.lost_blocks == dropped > 0 and health.gaps == 1
     assert all(v.shape[1] == 12 for _, _, v in received)
     t = np.concatenate([t for _, t, _ in received])
     assert np.all(np.diff(t) > 0)  # sample times stay ordered across the reconnect
