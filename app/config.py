@@ -27,6 +27,7 @@ Example (docs/live-config.md has every key):
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -86,8 +87,8 @@ def _camera(v: Any) -> str:
 
 
 def _pos_float(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-        raise ValueError(f"expected a number > 0, got {_desc(v)}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+        raise ValueError(f"expected a finite number > 0, got {_desc(v)}")
     return float(v)
 
 

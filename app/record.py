@@ -86,6 +86,19 @@ def parse_protocol(text: str) -> list[tuple[str, float]]:
     return protocol
 
 
+def _refuse_unpaced(devices: dict[str, str]) -> None:
+    """A recording is real time: a source that plays faster (replay://...?speed=0 or 4)
+    would outrun the session's clock and the view, and only part of it would be kept.
+    Refused up front rather than recording a fraction of it; copying a session needs no
+    recording."""
+    from ..firmware_bridge.transport import open_transport
+
+    for name, url in devices.items():
+        if not open_transport(url).realtime:
+            raise RecordError(f"--device {name}={url}: this source is not paced in real time; "
+                              "record from a real-time source (for a replay: speed=1)")
+
+
 def run_record(sources: Sources, opts: RecordOptions, out: TextIO = sys.stdout,
                key_source=None) -> SessionRecorder:
     """Record until --seconds, the protocol's end, q, or Ctrl-C; returns the closed recorder."""
@@ -93,6 +106,7 @@ def run_record(sources: Sources, opts: RecordOptions, out: TextIO = sys.stdout,
 
     if opts.protocol and opts.activities:
         raise RecordError("give --protocol or --activities, not both")
+    _refuse_unpaced(sources.devices)
     recorder = SessionRecorder(opts.out, subject=opts.subject, split=opts.split,
                                extra={"protocol": [[a, s] for a, s in opts.protocol] or None,
                                       "activities": list(opts.activities) or None,

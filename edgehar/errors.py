@@ -7,3 +7,8 @@ its traceback. Each layer subclasses it with errors that carry the offending val
 
 class EdgeharError(Exception):
     """An error in what the user asked for, reported as one line."""
+
+
+class EdgeharWarning(UserWarning):
+    """Something the user should know that did not stop the work (a repaired or cleaned
+    input); the CLI prints it as one line, like an error."""

@@ -59,6 +59,9 @@ class CsvLineDecoder:
         channels = tuple(channels)
         if not channels:
             raise ProtocolError("CsvLineDecoder needs at least one channel name", channels)
+        if len(set(channels)) != len(channels):
+            dup = sorted({c for c in channels if channels.count(c) > 1})
+            raise ProtocolError(f"channel names must be distinct, {dup} repeat in {list(channels)}", channels)
         if not (math.isfinite(rate_hz) and rate_hz > 0):
             raise ProtocolError(f"rate_hz must be finite and > 0, got {rate_hz!r}", rate_hz)
         self.channels = channels
@@ -69,6 +72,11 @@ class CsvLineDecoder:
         self._skipping = skip_first_line
         self._pending = b""
         self._discarding = False
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of a line not yet ended by "\n": when the stream ends here, a cut line."""
+        return len(self._pending)
 
     @property
     def descriptor(self) -> DeviceDescriptor:

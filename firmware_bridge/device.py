@@ -160,6 +160,9 @@ class DeviceStream:
                         self._fold()
                         if self._want_descriptor:
                             await self._ask_descriptor(transport)
+                        # A transport with data ready never suspends; yield once per chunk so a
+                        # backlog cannot starve the other streams or stop()'s cancellation.
+                        await asyncio.sleep(0)
                     lost = None  # the transport ended by itself (a replay finished)
                 except ConnectionLost as exc:
                     lost = exc
@@ -203,7 +206,7 @@ class DeviceStream:
 
     # -- consumer: decode (the framer), check, map, deliver -------------------------------------
     def _fold(self, finished: bool = False) -> None:
-        self.health.decoder_counters(self._framer.counters(), finished)
+        self.health.decoder_counters(self._framer.counters(finished), finished)
         fit = self.mapper.fit()  # host = offset + (1 + s) device  ->  device clock fast by 1/(1+s) - 1
         self.health.drift_ppm = None if fit is None else (1.0 / (1.0 + fit.drift) - 1.0) * 1e6
         self.health.clock_ready = self.mapper.ready
@@ -289,8 +292,9 @@ class _Framer:
         """Decode a chunk and deliver its samples through the stream."""
         raise NotImplementedError
 
-    def counters(self) -> dict[str, int]:
-        """The current connection's decoder counters, by health field."""
+    def counters(self, finished: bool = False) -> dict[str, int]:
+        """The current connection's decoder counters, by health field (`finished`: the
+        connection has ended, so what is still buffered will never complete)."""
         raise NotImplementedError
 
     def info(self) -> DeviceInfo | None:
@@ -321,7 +325,7 @@ class _BinaryFramer(_Framer):
                 s.health.battery_pct = msg.battery_pct
                 s.health.status_flags = msg.flags
 
-    def counters(self) -> dict[str, int]:
+    def counters(self, finished: bool = False) -> dict[str, int]:
         return {k: getattr(self.decoder.stats, k) for k in _DECODER_COUNTERS}
 
     def info(self) -> DeviceInfo | None:
@@ -345,6 +349,8 @@ class _CsvFramer(_Framer):
         if not channels or not rate:
             raise TransportError(stream.url, "format=csv needs the channel names and rate: add "
                                  "channels=a,b,c&rate=HZ to the URL, or pass the stream the model expects")
+        if len(set(channels)) != len(channels):
+            raise TransportError(stream.url, f"channels={','.join(channels)}: each channel name once, please")
         check_device(stream.url, channels, rate, stream.expect, what="the CSV device (as configured)")
         self.channels, self.rate_hz = channels, float(rate)
         self.decoder = CsvLineDecoder(channels, rate)
@@ -370,9 +376,10 @@ class _CsvFramer(_Framer):
         self._count += n
         s._deliver(t_dev, chunk.t_host, transport, np.stack([x.values for x in samples]), self.channels)
 
-    def counters(self) -> dict[str, int]:
+    def counters(self, finished: bool = False) -> dict[str, int]:
         st = self.decoder.stats
-        return {"frames": st.lines, "malformed": st.malformed + st.oversize}
+        cut_tail = int(finished and self.decoder.pending_bytes > 0)
+        return {"frames": st.lines, "malformed": st.malformed + st.oversize, "cut_lines": st.skipped_first + cut_tail}
 
     def info(self) -> DeviceInfo:
         return DeviceInfo(self.channels, ("",) * len(self.channels), self.rate_hz, {"url": self.stream.url})

@@ -454,6 +454,8 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[AnyMessage]:
         """Messages completed by `data` (bytes, bytearray or memoryview), in stream order."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):  # bytes(5) would be five zero bytes
+            raise TypeError(f"FrameDecoder.feed takes bytes, bytearray or memoryview, got {type(data).__name__}")
         if not data:
             return []
         data = bytes(data)

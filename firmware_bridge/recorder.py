@@ -70,6 +70,7 @@ class SessionRecorder:
                  session_id: str | None = None, extra: dict | None = None, flush_s: float = FLUSH_S,
                  jpeg_quality: int = JPEG_QUALITY):
         self.folder = Path(folder)
+        _check_folder(self.folder)
         if (self.folder / META_FILE).exists():
             raise SessionError(self.folder / META_FILE, "already holds a session; record into a new folder")
         if split not in (None, "train", "val", "test"):
@@ -91,6 +92,7 @@ class SessionRecorder:
         self._thread: threading.Thread | None = None
         self._start_time = ""
         self._newest = 0.0  # newest data time written (session time)
+        self._meta_newest = 0.0  # _newest when meta.json was last written
 
     # -- declaration -------------------------------------------------------------------
     def add_sensor(self, name: str, channels: tuple[str, ...], rate_hz: float, units: tuple[str, ...] | None = None,
@@ -112,7 +114,10 @@ class SessionRecorder:
         """Open the files, write meta.json (complete: false) and start the writer thread."""
         if not self.streams:
             raise SessionError(self.folder, "nothing to record: no stream was declared")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # what _check_folder cannot foresee (a read-only mount, /proc)
+            raise SessionError(self.folder, f"cannot create the folder: {exc.strerror or exc}") from None
         self.t0 = float(t0)
         self._start_time = datetime.now(timezone.utc).isoformat(timespec="seconds")
         for s in self.streams.values():
@@ -168,6 +173,16 @@ class SessionRecorder:
         """A stream-health event (state change, lost blocks, battery...), kept in events.csv."""
         self._queue.put(("/event", float(t_host), stream, event, detail))
 
+    def sync(self, timeout: float | None = None) -> bool:
+        """Wait until everything handed to this recorder before the call is written and
+        flushed to the OS (labels included); False when `timeout` ran out first. What a
+        caller waits on instead of sleeping past a flush interval."""
+        if self._thread is None or not self._thread.is_alive():
+            return False  # not started, closed, or the writer failed (see `error`)
+        done = threading.Event()
+        self._queue.put(("/sync", done))
+        return done.wait(timeout)
+
     def start_label(self, activity: str, t_host: float) -> None:
         """`activity` starts now (a label in progress ends first)."""
         self.stop_label(t_host)
@@ -214,8 +229,8 @@ class SessionRecorder:
                 if item is _STOP:
                     self._drain()
                     return
-                if item is not None:
-                    self._write(item)
+                if item is not None and self._handle(item):
+                    last_flush = time.monotonic()
                 if time.monotonic() - last_flush >= self.flush_s:
                     self._flush()
                     last_flush = time.monotonic()
@@ -229,7 +244,16 @@ class SessionRecorder:
             except queue.Empty:
                 return
             if item is not _STOP:
-                self._write(item)
+                self._handle(item)
+
+    def _handle(self, item: tuple) -> bool:
+        """Write one queued item; a sync marker flushes and wakes its waiter. True when flushed."""
+        if item[0] != "/sync":
+            self._write(item)
+            return False
+        self._flush()
+        item[1].set()
+        return True
 
     def _write(self, item: tuple) -> None:
         if item[0] == "/event":
@@ -268,6 +292,8 @@ class SessionRecorder:
             self._labels_dirty = False
         if dirty:
             self._write_labels()
+        if self._newest != self._meta_newest:  # duration_s and frame counts stay true after a kill -9
+            self._write_meta(complete=False)
 
     # -- small files, replaced atomically --------------------------------------------------
     def _write_labels(self) -> None:
@@ -282,6 +308,7 @@ class SessionRecorder:
         _replace(self.folder / LABELS_FILE, buf.getvalue())
 
     def _write_meta(self, complete: bool) -> None:
+        self._meta_newest = self._newest
         streams = {}
         for s in self.streams.values():
             if s.kind == "sensor":
@@ -306,6 +333,20 @@ class SessionRecorder:
             "extra": self.extra,
         }
         _replace(self.folder / META_FILE, json.dumps(meta, indent=1, default=str) + "\n")
+
+
+def _check_folder(folder: Path) -> None:
+    """SessionError unless `folder` is, or can be made, a folder this process may write:
+    said when the recorder is made, before any device is opened or file written."""
+    if folder.exists() and not folder.is_dir():
+        raise SessionError(folder, "exists and is not a folder; give a new folder to record into")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SessionError(folder, f"cannot be created: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SessionError(folder, f"cannot be written: no write permission in {existing}")
 
 
 def _replace(path: Path, text: str) -> None:

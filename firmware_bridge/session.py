@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from ..contract.series import FrameSeries, SensorSeries
-from ..errors import EdgeharError
+from ..errors import EdgeharError, EdgeharWarning
 
 FORMAT_NAME = "edgehar-session"
 FORMAT_VERSION = 1
@@ -35,8 +35,9 @@ VALUE_FMT = "%.7g"  # float32 values keep ~7 significant digits
 Labels = list[tuple[float, float, str]]
 
 
-class SessionRepairWarning(UserWarning):
-    """A recording that was cut off (crash, kill, power loss) was repaired while reading."""
+class SessionRepairWarning(EdgeharWarning):
+    """A recording was repaired while reading: its cut-off tail (crash, kill, power loss)
+    or rows with non-finite values were left out, and counted in the message."""
 
 
 class SessionError(EdgeharError):
@@ -183,6 +184,19 @@ def _read_csv(path: Path, header: list[str], cut_off: bool = False, optional: st
     return data.reshape(-1, len(header))
 
 
+def _finite_rows(path: Path, data: np.ndarray) -> np.ndarray:
+    """The rows whose time and values are all finite; the others are dropped and counted
+    in a warning. Kept, a NaN or inf (a hand-edited file, a logger's gap marker) would
+    poison every window it falls in, and a replay's int16 scaling (by each channel's peak)
+    would flatten the whole channel to nothing."""
+    ok = np.isfinite(data).all(axis=1)
+    if not ok.all():
+        bad = np.flatnonzero(~ok)
+        warnings.warn(f"{path}: dropped {len(bad)} of {len(data)} rows with non-finite values (NaN or inf), "
+                      f"the first at row {bad[0] + 2}", SessionRepairWarning, stacklevel=3)
+    return data[ok]
+
+
 def _check_times(path: Path, t: np.ndarray) -> None:
     if len(t) > 1 and np.any(np.diff(t) < 0):
         raise SessionError(path, f"timestamps decrease at row {int(np.argmax(np.diff(t) < 0)) + 2}")
@@ -209,6 +223,8 @@ def _read_video(path: Path, size: tuple[int, int] | None) -> np.ndarray:
 def _meta_field(meta: dict, path: Path, *keys: str) -> object:
     node = meta
     for i, k in enumerate(keys):
+        if i and not isinstance(node, dict):
+            raise SessionError(path, f"{'.'.join(keys[:i])} is {node!r}, expected an object with key {k!r}")
         if not isinstance(node, dict) or k not in node:
             raise SessionError(path, f"missing key {'.'.join(keys[: i + 1])}")
         node = node[k]
@@ -232,6 +248,8 @@ def read_session(folder: Path | str, streams: tuple[str, ...] | None = None, fra
     if meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
         raise SessionError(meta_path, f"format {meta.get('format')!r} version {meta.get('version')!r}; this reader reads {FORMAT_NAME!r} version {FORMAT_VERSION}")
     all_streams = _meta_field(meta, meta_path, "streams")
+    if not isinstance(all_streams, dict) or not all_streams:
+        raise SessionError(meta_path, f"streams is {all_streams!r}, expected an object of streams by name")
     # a live recording that never closed (crash, kill -9): repair its tail, with a warning
     recording = meta.get("recording")
     cut_off = isinstance(recording, dict) and recording.get("complete") is False
@@ -243,7 +261,7 @@ def read_session(folder: Path | str, streams: tuple[str, ...] | None = None, fra
         file = folder / str(_meta_field(meta, meta_path, "streams", name, "file"))
         if kind == "sensor":
             channels = list(_meta_field(meta, meta_path, "streams", name, "channels"))
-            data = _read_csv(file, ["t", *channels], cut_off, optional="t_device")
+            data = _finite_rows(file, _read_csv(file, ["t", *channels], cut_off, optional="t_device"))
             _check_times(file, data[:, 0])
             series[name] = SensorSeries(data[:, 0].copy(), data[:, 1:].astype(np.float32), tuple(channels))
         elif kind == "camera":

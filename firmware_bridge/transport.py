@@ -19,6 +19,7 @@ same protocol code, and tests can inject any transport class.
 from __future__ import annotations
 
 import abc
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -87,9 +88,12 @@ class DeviceURL:
         if text is None:
             return default
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             raise TransportError(self.url, f"{name}={text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise TransportError(self.url, f"{name}={text!r} is not a finite number")
+        return value
 
 
 class Transport(abc.ABC):

@@ -165,7 +165,7 @@ def _shrunk_size(meta_path: Path, short_side: int | None) -> tuple[int, int] | N
         streams = json.loads(meta_path.read_text())["streams"]
         cam = next(s for s in streams.values() if s.get("kind") == "camera")
         w, h = int(cam["width"]), int(cam["height"])
-    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration):
         return None  # no camera, or a meta read_session will reject with a precise message
     scale = short_side / min(w, h)
     return None if scale >= 1 else (round(w * scale), round(h * scale))

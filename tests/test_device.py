@@ -11,7 +11,7 @@ from edgehar.firmware_bridge.protocol import SampleBlock, encode_frame
 from edgehar.simulator.datasheet import IMU_CHANNELS
 from edgehar.simulator.devices.firmware import sim_descriptor
 from edgehar.firmware_bridge.transport import (
-    Chunk, ConnectionLost, DeviceNotFoundError, Transport, register_transport,
+    Chunk, ConnectionLost, DeviceNotFoundError, DeviceURL, Transport, register_transport,
 )
 from waiting import wait_for
 
@@ -31,9 +31,9 @@ def test_sim_devices_stream_with_their_own_clocks():
         h = hub.health()
     finally:
         hub.stop()
-    assert h["glove"]["state"] == h["imu"]["state"] == "connected"
-    assert h["glove"]["device"] != h["imu"]["device"]
-    assert 80 < h["imu"]["rate_hz"] < 120
+    assert h["glove"].state == h["imu"].state == "connected"
+    assert h["glove"].device != h["imu"].device
+    assert 80 < h["imu"].rate_hz < 120
 
 
 def test_unknown_sim_device_fails_at_start():
@@ -54,7 +54,7 @@ def test_a_failing_sink_stops_the_stream_with_the_reason():
     hub = DeviceHub({"imu": "sim://imu"}, sink)
     hub.start()
     try:
-        assert wait_for(lambda: hub.health()["imu"]["state"] == "failed", 5)
+        assert wait_for(lambda: hub.health()["imu"].state == "failed", 5)
         with pytest.raises(SinkError, match="no ring for imu"):
             hub.raise_if_failed()
     finally:
@@ -95,12 +95,156 @@ def test_reconnects_with_backoff_and_counts_outages():
     hub = DeviceHub({"imu": "flaky://x"}, lambda name, t, v: got.append(v[:, 0].copy()))
     hub.start()
     try:
-        assert wait_for(lambda: hub.health()["imu"]["state"] == "down", 10)  # third connection ends the stream
+        assert wait_for(lambda: hub.health()["imu"].state == "down", 10)  # third connection ends the stream
         h = hub.health()["imu"]
     finally:
         hub.stop()
     assert FlakyTransport.connects == 3 and FlakyTransport.attempts == 4
-    assert h["outages"] == 2 and h["outage_s"] > 0.05
+    assert h.outages == 2 and h.outage_s > 0.05
     values = np.concatenate(got) / sim_descriptor("imu").scales[0]
     np.testing.assert_allclose(values, np.repeat(np.arange(30), 2), atol=1e-3)  # nothing lost outside the outages
-    assert "not there yet" in h["last_error"] or "cable pulled" in h["last_error"] or "ended" in h["last_error"]
+    assert "not there yet" in h.last_error or "cable pulled" in h.last_error or "ended" in h.last_error
+
+
+class BacklogTransport(Transport):
+    """A device that dumps seconds of buffered blocks in one read, then streams live.
+
+    Arrival times are the transport's to give (`Chunk.t_host`), so the timeline is
+    fabricated, not waited for: `backlog_s` of blocks arrive at one host instant (a
+    device flushing its buffer on connect, or after a USB hub hiccup when `gap_first`),
+    then `live_s` of blocks arrive as they are made, with 0-5 ms of latency. Class
+    attributes configure it, set per test."""
+
+    t0_us = 0
+    backlog_s = 2.0
+    live_s = 20.0
+    gap_first = False  # True: 5 s of live blocks, silence for backlog_s, then the dump
+    sent = 0
+
+    async def connect(self):
+        pass
+
+    async def close(self):
+        pass
+
+    async def chunks(self):
+        cls = type(self)
+        rng = np.random.default_rng(cls.t0_us % 1000)
+        d = sim_descriptor("imu", "BACKLOG-1")
+        yield Chunk(1000.0, encode_frame(d))
+        dt, per = 1.0 / float(d.rate_hz), 2  # 2 samples a block: one block every 20 ms
+        n_live0 = int(5.0 / (per * dt)) if cls.gap_first else 0
+        n_back = int(cls.backlog_s / (per * dt))
+        n_live = int(cls.live_s / (per * dt))
+        host0 = 1000.0  # host time of device time t0
+        for k in range(n_live0 + n_back + n_live):
+            t_dev = k * per * dt  # device seconds of the block's first sample since t0
+            if k < n_live0 or k >= n_live0 + n_back:
+                arrival = host0 + t_dev + (per - 1) * dt + rng.uniform(0, 0.005)
+            else:  # the backlog: every block at the instant the dump is read
+                arrival = host0 + (n_live0 + n_back) * per * dt
+            us = (cls.t0_us + round(t_dev * 1e6)) % 2**32
+            raw = np.full((per, len(d.channels)), k % 30000, np.int16)
+            cls.sent += per
+            yield Chunk(arrival, encode_frame(SampleBlock(k % 65536, us, raw)))
+
+
+@pytest.mark.parametrize("gap_first", [False, True], ids=["dump-on-connect", "dump-after-a-silence"])
+@pytest.mark.parametrize("backlog_s", [2.0, 10.0])
+@pytest.mark.parametrize("t0_us", [0, 2**31, 2**32 - 3_000_000], ids=["t0=0", "t0=2^31", "t0=wrap-3s"])
+def test_a_backlog_read_at_once_keeps_the_stream_and_its_clock_sane(t0_us, backlog_s, gap_first):
+    """Issue: a read holding >= 2 s of blocks (one arrival time for all) made the clock
+    fit's slope exactly -1 and the stream died of ZeroDivisionError; near -1 it reported
+    1e6..1e21 ppm. Now: every sample is delivered at increasing times, the stream ends
+    normally, drift stays within +-1000 ppm (or the clock says it is unlocked), and once
+    live data has run the spacing is the nominal 10 ms within 5 %."""
+    from edgehar.firmware_bridge.device import DeviceStream
+
+    BacklogTransport.t0_us, BacklogTransport.backlog_s, BacklogTransport.gap_first = t0_us, backlog_s, gap_first
+    BacklogTransport.sent = 0
+    times = []
+    stream = DeviceStream("imu", "backlog://x", lambda name, t, v: times.append(t.copy()),
+                          transport_factory=lambda url: BacklogTransport(DeviceURL.parse(url)), reconnect=False)
+    asyncio.run(stream.run())  # returns when the transport ends; raises on a fatal error
+    h = stream.health.snapshot(2000.0)
+    t = np.concatenate(times)
+    assert h.state == "down" and stream.error is None, h
+    assert len(t) == BacklogTransport.sent == h.samples
+    assert np.all(np.diff(t) > 0)
+    assert h.drift_ppm is None or abs(h.drift_ppm) <= 1000 or not h.clock_ready, h
+    spacing = np.diff(t[-500:])  # the last 5 s, live
+    assert np.all(np.abs(spacing / 0.01 - 1) <= 0.05), (spacing.min(), spacing.max())
+
+
+class FirehoseTransport(Transport):
+    """Blocks ready without end: its chunk iterator never suspends (a backlog that does not stop)."""
+
+    async def connect(self):
+        pass
+
+    async def close(self):
+        pass
+
+    async def chunks(self):
+        d = sim_descriptor("imu", "FIREHOSE-1")
+        yield Chunk(self.clock(), encode_frame(d))
+        for k in range(10**9):
+            raw = np.full((2, len(d.channels)), 1, np.int16)
+            yield Chunk(self.clock(), encode_frame(SampleBlock(k % 65536, (k * 20_000) % 2**32, raw)))
+
+
+def test_stop_returns_while_a_stream_works_through_a_backlog():
+    """Issue: DeviceHub.stop() raised TimeoutError after 10 s while its consumer worked
+    through a backlog without yielding to the event loop."""
+    register_transport("firehose", FirehoseTransport)
+    got = []
+    hub = DeviceHub({"imu": "firehose://x", "glove": "sim://glove?seed=3"}, lambda name, t, v: got.append(name))
+    hub.start()
+    assert wait_for(lambda: got.count("imu") > 1000 and "glove" in got, 30)  # the other stream is not starved
+    hub.stop()  # raised TimeoutError before
+    assert hub.health() == {} or all(h.state != "connected" for h in hub.health().values())
+
+
+class CsvCutTransport(Transport):
+    """CSV text joined mid-line and cut mid-line: a port opened while the device talks,
+    then unplugged while it talks."""
+
+    async def connect(self):
+        pass
+
+    async def close(self):
+        pass
+
+    async def chunks(self):
+        yield Chunk(1.0, b"5,0.25\n")  # the end of a line sent before the port opened
+        for i in range(5):
+            yield Chunk(1.0 + 0.01 * i, f"{i}.5,{i}.25\n".encode())
+        yield Chunk(1.1, b"7.5,")  # the start of a line never finished
+
+
+def test_csv_lines_cut_at_either_end_are_counted_in_health():
+    """Issue: the cut-off tail of a CSV stream and the skipped first line were counted
+    nowhere in stream health."""
+    from edgehar.firmware_bridge.device import DeviceStream
+
+    got = []
+    stream = DeviceStream("imu", "csvcut://x?format=csv&channels=a,b&rate=100", lambda n, t, v: got.append(v.copy()),
+                          transport_factory=lambda url: CsvCutTransport(DeviceURL.parse(url)), reconnect=False)
+    asyncio.run(stream.run())
+    h = stream.health.snapshot()
+    assert h.cut_lines == 2 and h.malformed == 0 and h.samples == 5, h
+    np.testing.assert_allclose(np.concatenate(got)[:, 0], np.arange(5) + 0.5)
+
+
+def test_bad_csv_urls_and_decoder_inputs_are_refused_clearly():
+    """Issue: CSV `channels=a,a` was accepted; FrameDecoder.feed(5) was taken as five zero bytes."""
+    from edgehar.firmware_bridge.device import DeviceStream
+    from edgehar.firmware_bridge.protocol import FrameDecoder
+    from edgehar.firmware_bridge.transport import TransportError
+
+    for url, message in (("serial:///dev/x?format=csv&channels=a,a&rate=100", "each channel name once"),
+                         ("serial:///dev/x?format=csv&channels=a,b&rate=inf", "rate='inf' is not a finite number")):
+        with pytest.raises(TransportError, match=message):
+            DeviceStream("imu", url, lambda *a: None)
+    with pytest.raises(TypeError, match="takes bytes, bytearray or memoryview, got int"):
+        FrameDecoder().feed(5)

@@ -39,7 +39,7 @@ def _record_synthetic(folder, close=True, seconds=2.0):
     if close:
         rec.close()
     else:
-        time.sleep(0.4)  # let the writer flush
+        assert rec.sync(timeout=30)  # everything above is on disk (not a sleep past the flush interval)
     return rec, t - t0, values
 
 
@@ -73,6 +73,7 @@ def test_a_cut_off_recording_is_repaired_with_a_warning(tmp_path):
     assert back.labels[-1][2] == "mallet"  # the label in progress is kept up to the last flush
     # a finished session is still read strictly
     meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    assert meta["recording"]["duration_s"] == pytest.approx(t[-1], abs=1e-3)  # kept current while recording
     meta["recording"]["complete"] = True
     (tmp_path / "s" / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(SessionError, match="not numeric CSV|columns"):
@@ -201,3 +202,29 @@ def test_record_train_live_round_trip(tmp_path):
     assert summary.predictions == len(lines) >= 2
     assert {l["label"] for l in lines} <= {"neutral", "hammer"}
     assert set(lines[-1]["present"]) == {"rgb", "glove", "imu"} and not lines[-1]["degraded"]
+
+
+@pytest.mark.parametrize("case", ["existing file", "under a file", "unwritable place", "unpaced source"])
+def test_record_refuses_what_it_cannot_record_in_one_line(tmp_path, case):
+    """Issue: `record --out` at an existing file, under a file or in an unwritable place
+    ended in FileExistsError/NotADirectoryError/FileNotFoundError tracebacks, and a
+    replay at speed=0 recorded a fraction of its samples with exit 0. Now: exit 2, one
+    line naming the value, nothing written."""
+    (tmp_path / "afile").write_text("x")
+    sessions = tmp_path / "sessions"
+    _record_synthetic(sessions / "s")
+    out, extra, expect = {
+        "existing file": (tmp_path / "afile", ["--simulate"], "exists and is not a folder"),
+        "under a file": (tmp_path / "afile" / "s", ["--simulate"], "is a file, not a folder"),
+        "unwritable place": ("/sys/edgehar-test", ["--simulate"], "cannot create the folder"),
+        "unpaced source": (tmp_path / "r", ["--device", f"glove=replay://{sessions / 's'}?speed=0"], "not paced in real time"),
+    }[case]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = subprocess.run([sys.executable, "-m", "edgehar.cli", "record", "--out", str(out), *extra,
+                             "--seconds", "1", "--headless"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "DISPLAY": ""})
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    named = extra[-1] if case == "unpaced source" else str(out)  # the bad value
+    assert len(lines) == 1 and expect in lines[0] and named in lines[0], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and (tmp_path / "afile").read_text() == "x"
