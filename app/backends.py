@@ -11,6 +11,13 @@ a bundle whose format does not need it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import struct
+import warnings
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -38,6 +45,7 @@ class EagerBackend:
     name = "eager"
 
     def __init__(self, model_path: Path, num_threads: int | None = None):
+        check_model_file(model_path, ".pt2", "a torch.export program")
         try:
             import torch  # the eager runtime is PyTorch itself
         except ImportError as exc:
@@ -47,9 +55,13 @@ class EagerBackend:
             torch.set_num_threads(num_threads)
         self._torch = torch
         try:
-            self._module = torch.export.load(str(model_path)).module()
+            with _quiet(_TORCH_LOADER_LOGGERS):
+                self._module = torch.export.load(str(model_path)).module()
         except Exception as exc:  # torch raises many types for a bad file
-            raise BundleError(f"cannot load {str(model_path)!r} as a torch.export program: {exc}".splitlines()[0]) from None
+            reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            if "warnings above" in reason:  # torch points at the warnings _quiet silenced
+                reason = "a zip archive, but not one torch.export wrote"
+            raise BundleError(f"cannot load {str(model_path)!r} as a torch.export program: {reason}") from None
 
     def run(self, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
         with self._torch.no_grad():
@@ -63,6 +75,7 @@ class ExecuTorchBackend:
     name = "executorch"
 
     def __init__(self, model_path: Path, num_threads: int | None = None):
+        check_model_file(model_path, ".pte", "an ExecuTorch program")
         try:
             import torch
             from executorch.runtime import Runtime
@@ -94,6 +107,7 @@ class LiteRTBackend:
     name = "litert"
 
     def __init__(self, model_path: Path, num_threads: int | None = None):
+        check_model_file(model_path, ".tflite", "a LiteRT model")
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
@@ -120,6 +134,76 @@ class LiteRTBackend:
         self._interp.invoke()
         out = self._interp.get_tensor(self._output["index"])
         return _from_tensor(out, self._output)
+
+
+# -- what a model file must look like before a native loader sees it -------------------
+# Flatbuffer file identifiers, at bytes 4..8: executorch/schema/program.fbs declares
+# `file_identifier "ET12"`; TFLite's schema.fbs declares "TFL3".
+_FLATBUFFER_IDS = {".pte": b"ET12", ".tflite": b"TFL3"}
+# A .pte's extended header follows the identifier (executorch/exir/_serialize/_program.py,
+# _ExtendedHeader): magic, header length (u32), program size, segment base offset and
+# segment data size (u64 each, the last only when the header is >= 32 bytes), little-endian.
+_PTE_HEADER_MAGIC = b"eh00"
+_PTE_HEAD_BYTES = 64  # what the runtime reads first (kNumHeadBytes): a shorter .pte cannot load
+# torch.export.load logs its deserialisation traceback as a warning on these before it raises
+_TORCH_LOADER_LOGGERS = ("torch.export", "torch._export")
+
+
+def check_model_file(model_path: Path, suffix: str, what: str) -> None:
+    """BundleError (one line) unless `model_path` looks like a `suffix` file.
+
+    A native loader must never be the first to see a file of the wrong kind: ExecuTorch's
+    logs the 4 bytes it found where its identifier belongs and aborts the whole process
+    (SIGABRT, no Python exception) when they are not UTF-8; others print their own error
+    text before raising. So each backend checks the bytes first, which is cheap and needs
+    no runtime: a flatbuffer's file identifier, a .pte's size against its header (a
+    truncated copy), a .pt2's zip directory. A file that passes may still be corrupt; the
+    loader's own error is then the message.
+    """
+    def bad(reason: str) -> BundleError:
+        return BundleError(f"cannot load {str(model_path)!r} as {what}: {reason}")
+
+    try:
+        size = os.path.getsize(model_path)
+        with open(model_path, "rb") as f:
+            head = f.read(_PTE_HEAD_BYTES)
+        is_zip = suffix == ".pt2" and zipfile.is_zipfile(model_path)
+    except OSError as exc:
+        raise bad(f"cannot read it ({exc.strerror or exc})") from None
+    if size == 0:
+        raise bad("the file is empty")
+    if suffix == ".pt2":
+        if not is_zip:
+            raise bad("not a .pt2 file (not a zip archive; truncated, or another kind of file)")
+        return
+    ident = _FLATBUFFER_IDS[suffix]
+    if head[4:8] != ident:
+        raise bad(f"not a {suffix} file (no {ident.decode()!r} identifier at byte 4)")
+    if suffix == ".pte":
+        if size < _PTE_HEAD_BYTES:
+            raise bad(f"truncated ({size} bytes; the runtime reads a {_PTE_HEAD_BYTES}-byte head)")
+        if head[8:12] == _PTE_HEADER_MAGIC:
+            length, program_size, segment_base = struct.unpack_from("<IQQ", head, 12)
+            segment_size = struct.unpack_from("<Q", head, 32)[0] if length >= 32 else 0
+            expected = segment_base + segment_size if segment_size else program_size
+            if size < expected:
+                raise bad(f"truncated ({size} bytes, its header says {expected})")
+
+
+@contextlib.contextmanager
+def _quiet(loggers: tuple[str, ...]) -> Iterator[None]:
+    """Silence Python warnings and these loggers while a runtime reads a model file: a bad
+    file is one BundleError line, not the runtime's traceback logged as a warning first."""
+    saved = [(logger, logger.level) for logger in map(logging.getLogger, loggers)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for logger, _ in saved:
+            logger.setLevel(logging.CRITICAL + 1)
+        try:
+            yield
+        finally:
+            for logger, level in saved:
+                logger.setLevel(level)
 
 
 def _arg_index(detail: dict) -> int:
@@ -152,8 +236,8 @@ def _missing_runtime(runtime: str, backend: str, exc: ImportError) -> str:
             f"install it with: pip install 'edgehar[{extra}]'")
 
 
-def open_backend(format: str, model_file: Path, num_threads: int | None = None) -> Backend:
-    """Open `model_file` with the backend that runs `format`.
+def backend_class(format: str) -> type[Backend]:
+    """The backend class that runs `format`; BundleError when none does.
 
     A FORMATS row names its backend; a format the table lacks is looked up under its
     own name, which is how a separate package adds a format. Only that backend's
@@ -167,11 +251,19 @@ def open_backend(format: str, model_file: Path, num_threads: int | None = None) 
     if backend_cls is None:
         known = sorted({f.name for f in FORMATS} | set(plugin_names(BACKEND_GROUP)))
         raise BundleError(f"bundle format {format!r} is not supported (known: {known})")
-    return backend_cls(model_file, num_threads=num_threads)
+    return backend_cls
+
+
+def open_backend(format: str, model_file: Path, num_threads: int | None = None) -> Backend:
+    """Open `model_file` with the backend that runs `format`."""
+    return backend_class(format)(model_file, num_threads=num_threads)
 
 
 def load_bundle(folder: str | Path, num_threads: int | None = None) -> tuple[Manifest, Backend]:
-    """Read a bundle's manifest and open its model with the backend the manifest's format names."""
+    """Read a bundle's manifest and open its model with the backend the manifest's format
+    names. An unknown format is reported before a missing model file: it is the deeper
+    problem (no file name would help)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
-    return manifest, open_backend(manifest.format, model_path(folder, manifest), num_threads=num_threads)
+    backend_cls = backend_class(manifest.format)
+    return manifest, backend_cls(model_path(folder, manifest), num_threads=num_threads)

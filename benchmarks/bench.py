@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from ..contract.bundle import read_manifest
 from ..contract.manifest import Manifest, ManifestError
 from ..errors import EdgeharError
 from .meters import EnergyMeter, MeterError, meter_from_spec
@@ -391,11 +392,18 @@ def run_bench(bundles: list[str | Path], runs: int = 200, warmup: int = 20, thre
     ("rapl", "ina3221[:RAIL]", "battery", "nvml") or "estimate:WATTS" (labelled an
     estimate). data: the test data source for every bundle (default: each manifest's).
     Writes bench.md, bench.json and bench.png to out_dir when given.
+
+    Every bundle must be a folder with a readable manifest (BundleError otherwise), checked
+    before anything is measured: a mistyped path fails at once, not after the other
+    bundles' minutes. A bundle that is there but cannot be run (unknown format, missing
+    runtime, corrupt model) is a row whose status says why, and does not stop the others.
     """
     if not bundles:
         raise BenchError("no bundle to benchmark")
     if runs < 1 or warmup < 0 or max_runs < 1:
         raise BenchError(f"runs ({runs}) and max_runs ({max_runs}) must be >= 1, warmup ({warmup}) >= 0")
+    for b in bundles:
+        read_manifest(b)
     say = log or (lambda msg: None)
     chosen, reasons = meter_from_spec(meter, sysfs_root)
     child_spec = "none" if chosen is None else _spec_of(chosen)

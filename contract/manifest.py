@@ -12,10 +12,12 @@ hand-edited manifest never half-works.
 
 from __future__ import annotations
 
+import functools
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 from ..errors import EdgeharError
 from .formats import get_format
@@ -131,21 +133,7 @@ class Manifest:
         version = data.get("version", MANIFEST_VERSION)
         if version != MANIFEST_VERSION:
             raise ManifestError("version", f"unsupported manifest version {version!r} (this edgehar reads {MANIFEST_VERSION})")
-        kw = _take(cls, data, "")
-        kw["streams"] = tuple(
-            StreamSpec(**_tuples(_take(StreamSpec, s, f"streams[{i}]"))) for i, s in enumerate(_list(data, "streams"))
-        )
-        kw["modalities"] = tuple(
-            ModalitySpec(**_tuples(_take(ModalitySpec, m, f"modalities[{i}]")))
-            for i, m in enumerate(_list(data, "modalities"))
-        )
-        for key in ("labels", "frame_mean", "frame_std"):
-            if key in kw:
-                kw[key] = tuple(kw[key])
-        try:
-            return cls(**kw)
-        except TypeError as exc:  # a required key is missing
-            raise ManifestError("", str(exc).replace("__init__() ", "")) from None
+        return _read(cls, data, "")
 
     @classmethod
     def load(cls, folder: str | Path) -> "Manifest":
@@ -162,28 +150,90 @@ class Manifest:
         return cls.from_dict(data)
 
 
-def _take(cls: type, data: Any, where: str) -> dict[str, Any]:
+# -- reading JSON into the dataclasses, every value type-checked ----------------------------
+# The checks follow the dataclasses' own field types (str, int, float, tuple[X, ...],
+# fixed-length tuple[X, Y], dict[str, Any], a nested spec), so a field added above is
+# checked with no change here, and a wrong type is a ManifestError naming the key path
+# and the value, never a TypeError from deep inside a constructor or a comparison.
+_NOUNS: dict[Any, tuple[str, str]] = {
+    str: ("a string", "strings"), int: ("an integer", "integers"), float: ("a number", "numbers"),
+    Any: ("any value", "values"),
+}
+
+
+def _read(cls: type, data: Any, where: str) -> Any:
+    """`cls` (a dataclass) built from the JSON object `data` found at key path `where`."""
     if not isinstance(data, dict):
-        raise ManifestError(where, f"expected an object, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+        raise ManifestError(where, f"expected an object, got {_shown(data)}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ManifestError(f"{where}.{unknown[0]}".lstrip("."), f"unknown key (known: {sorted(known)})")
-    return dict(data)
+        raise ManifestError(_key(where, unknown[0]), f"unknown key (known: {sorted(known)})")
+    missing = [n for n, f in known.items() if n not in data and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise ManifestError(_key(where, missing[0]), "missing required key")
+    hints = _hints(cls)
+    return cls(**{k: _value(v, hints[k], _key(where, k)) for k, v in data.items()})
 
 
-def _list(data: dict[str, Any], key: str) -> list[Any]:
-    value = data.get(key)
-    if not isinstance(value, list) or not value:
-        raise ManifestError(key, "expected a non-empty list")
-    return value
+def _value(value: Any, hint: Any, where: str) -> Any:
+    """`value` checked against the field type `hint`; JSON lists become tuples, numbers floats."""
+    if is_dataclass(hint):
+        return _read(hint, value, where)
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is tuple:  # a JSON list; or a tuple, from `to_dict()` in Python
+        ok = isinstance(value, (list, tuple)) and (args[-1] is Ellipsis or len(value) == len(args))
+    elif origin is dict:
+        ok = isinstance(value, dict)
+    elif hint is float:  # bool is an int in Python, not a number in a manifest; NaN and inf are no rate or size
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is str:
+        ok = isinstance(value, str)
+    elif hint is Any:
+        ok = True
+    else:
+        raise TypeError(f"no JSON check for the field type {hint!r} at {where!r}")  # a new field type: add it above
+    if not ok:
+        raise ManifestError(where, f"expected {_expected(hint)[0]}, got {_shown(value)}")
+    if origin is tuple:
+        items = args[:1] * len(value) if args[-1] is Ellipsis else args
+        return tuple(_value(v, h, f"{where}[{i}]") for i, (v, h) in enumerate(zip(value, items)))
+    return float(value) if hint is float else value
 
 
-def _tuples(kw: dict[str, Any]) -> dict[str, Any]:
-    for key in ("channels", "ranges"):
-        if key in kw:
-            kw[key] = tuple(tuple(r) if isinstance(r, list) else r for r in kw[key])
-    return kw
+def _expected(hint: Any) -> tuple[str, str]:
+    """What a field type expects, in words: (singular, plural)."""
+    if is_dataclass(hint) or get_origin(hint) is dict:
+        return "an object", "objects"
+    if get_origin(hint) is tuple:
+        args = get_args(hint)
+        if args[-1] is Ellipsis:
+            inner = _expected(args[0])[1]
+            return f"a list of {inner}", f"lists of {inner}"
+        kinds = {_expected(a)[1] for a in args}
+        inner = kinds.pop() if len(kinds) == 1 else "values"
+        return f"a list of {len(args)} {inner}", f"lists of {len(args)} {inner}"
+    return _NOUNS[hint]
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A bad value as the manifest spells it (JSON: null, true, "100"), cut to one short line."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _key(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
 
 
 def _validate(m: Manifest) -> None:
@@ -192,6 +242,7 @@ def _validate(m: Manifest) -> None:
             raise ManifestError(path, reason)
 
     names = [s.name for s in m.streams]
+    check(len(names) > 0, "streams", "need at least one stream")
     check(len(set(names)) == len(names), "streams", f"duplicate stream names {names}")
     for i, s in enumerate(m.streams):
         check(s.kind in ("sensor", "camera"), f"streams[{i}].kind", f"{s.kind!r} is not 'sensor' or 'camera'")

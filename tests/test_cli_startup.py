@@ -63,7 +63,7 @@ def test_bench_flags_reach_run_bench(monkeypatch, tmp_path, capsys):
 
     def fake_run_bench(bundles, **kwargs):
         got.update(kwargs, bundles=bundles)
-        return SimpleNamespace()
+        return SimpleNamespace(rows=[])
 
     monkeypatch.setattr(bench, "run_bench", fake_run_bench)
     monkeypatch.setattr(report, "to_markdown", lambda table: "the table")

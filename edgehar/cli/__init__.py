@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from ..argtypes import non_negative_float, positive_float, positive_int, probability
-from ..errors import EdgeharError
+from ..errors import EdgeharError, EdgeharWarning
 from ..app.config import SMOOTHING_MODES, STALE_S
 from ..contract.formats import FORMATS, PRECISIONS
 
@@ -273,7 +274,7 @@ def _live(args: argparse.Namespace) -> int:
         print(f"edgehar live --check: ok: bundle {model} ({manifest.model}, {backend.name}, {manifest.precision}, "
               f"labels {len(manifest.labels)})")
         for name, h in health.items():
-            print(f"  {name}: {h.get('device') or h.get('url')} ({h.get('state')})"
+            print(f"  {name}: {h.device or h.url} ({h.state})"
                   + (f", frames {shape[1]}x{shape[0]}" if name == cam and shape else ""))
         return 0
     run_live(manifest, backend, sources, _view_options(args, cfg))
@@ -409,7 +410,12 @@ def _bench(args: argparse.Namespace) -> int:
                       out_dir=args.out, data=args.data, max_runs=args.max_runs, idle_s=args.idle_s,
                       dense=args.dense, gaf_reps=args.gaf_reps, log=lambda m: print(m, file=sys.stderr))
     print(to_markdown(table))
-    return 0
+    # The table is written either way; a row that could not be measured still fails the
+    # run (status 1), so a script or CI job never takes a table of errors for results.
+    failed = [r for r in table.rows if not r.ok]
+    for r in failed:
+        print(f"edgehar bench: error: {r.bundle}: {r.status}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _export_stems(sources: list[Path]) -> list[str]:
@@ -442,8 +448,23 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line_warnings(verb: str) -> None:
+    """Print the project's own warnings (EdgeharWarning: a repaired input...) as one line,
+    like its errors; any other warning keeps Python's format (it points at code)."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, EdgeharWarning):
+            print(f"edgehar {verb}: warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _one_line_warnings(args.verb)
     try:
         return args.run(args)
     except EdgeharError as exc:

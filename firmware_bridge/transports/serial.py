@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import math
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -21,6 +22,9 @@ from collections.abc import AsyncIterator
 from ..transport import Chunk, ConnectionLost, DeviceNotFoundError, DeviceURL, Transport, TransportError
 
 DEFAULT_BAUD = 921600
+# pyserial hands a non-standard rate to the OS as a C int (termios2 on Linux, IOSSIOSPEED on
+# macOS): a larger one overflows. Real UARTs stop far below; pseudo-terminals take any.
+MAX_BAUD = 2**31 - 1
 READ_TIMEOUT_S = 0.05  # how often the reader thread checks for close()
 _CLOSED = object()
 
@@ -43,9 +47,11 @@ class SerialTransport(Transport):
         self.port = url.target
         if not self.port:
             raise TransportError(url.url, "no port given; expected serial:///dev/ttyACM0 or serial://COM3")
-        baud = url.number("baud", DEFAULT_BAUD)
-        if baud <= 0 or baud != int(baud):
-            raise TransportError(url.url, f"baud={url.options.get('baud')!r} is not a positive integer")
+        baud = float(url.number("baud", DEFAULT_BAUD))
+        # Checked here, not left to pyserial: it takes any int and only fails when the port
+        # opens, with an OverflowError (past a C int) or "Invalid argument" from the OS.
+        if not (math.isfinite(baud) and baud.is_integer() and 1 <= baud <= MAX_BAUD):
+            raise TransportError(url.url, f"baud={url.options.get('baud')!r} is not an integer in 1..{MAX_BAUD}")
         self.baud = int(baud)
         url.option("format", "binary", allowed=("binary", "csv"))  # validated here, used by the device layer
         self._serial = None
