@@ -32,6 +32,11 @@ class _Ring:
     def __len__(self) -> int:
         return min(self._count, self._capacity)
 
+    @property
+    def capacity(self) -> int:
+        """Rows it holds at most: memory is allocated once, at this size."""
+        return self._capacity
+
     def _append(self, timestamps: np.ndarray, rows: np.ndarray) -> None:
         n = len(timestamps)
         if n == 0:

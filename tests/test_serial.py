@@ -158,7 +158,10 @@ def test_device_disappears_and_comes_back(tmp_path):
         player.start()
         player.wait(1.5)
         t_unplug = player.clock()
+        had = sink.times("glove")
+        t_had = had[-1] if len(had) else -np.inf  # delivered before the unplug: what was read, not in flight
         dev.port.close()  # unplugged: the host's read fails, the path vanishes
+        t_closed = player.clock()
         assert wait_for(lambda: hub.health()["glove"].state == "reconnecting", 10)
         t_seen_down = player.clock()
         player.wait(0.7)
@@ -179,16 +182,21 @@ def test_device_disappears_and_comes_back(tmp_path):
     # the gap shows, bounded by what the test saw on the hub's own clock (the player's):
     # it began before the test saw "reconnecting" and ended after the replug, before "connected"
     assert t_replug - t_seen_down - 1e-3 <= health.outage_s <= t_reconnected - t_unplug + 1e-3, health
-    # every block written while the host was connected arrived. Not required: the 50 ms
-    # before the unplug (in flight when the pty closes) and what the device wrote after
-    # the replug but before the host opened the port (pyserial's open() flushes input,
-    # as a real port does)
-    got = sink.times("glove")
-    ok = [b for b in dev.firmware.history if b.fate == "sent" and not (t_unplug - 0.05 <= b.t_written <= t_reconnected)]
+    # Every block the host had read before the unplug, and every block written after the
+    # test saw it connected again, arrived -- found by its values (time mapping is not
+    # what is checked here). Not required: blocks in flight when the pty closed, and what
+    # the device wrote after the replug before the host opened the port (pyserial's
+    # open() flushes input, as a real port does). The bounds are events the test saw.
+    got = sink.values("glove")
+    sent_blocks = [b for b in dev.firmware.history if b.fate == "sent"]
+    ok = [b for b in sent_blocks if b.t_true[-1] <= t_had or b.t_written > t_reconnected]
+    assert any(b.t_written > t_reconnected for b in ok)
     for b in ok:
-        assert np.min(np.abs(got - b.t_true[-1])) < 2e-3, f"block {b.seq} written at {b.t_written:.3f} was lost"
-    assert sum(b.fate == "overflow" for b in dev.firmware.history) >= 5  # the firmware saw the port gone
-    assert len(got) >= sum(len(b.t_true) for b in ok)
+        found = (np.abs(got[None, :, :] - b.values[:, None, :]) <= 1e-6).all(axis=2).any(axis=1)
+        assert found.all(), f"block {b.seq} written at {b.t_written:.3f} was lost"
+    # the firmware saw the port gone: whatever it wrote between the close and the reopen was refused
+    closed = [b for b in dev.firmware.history if t_closed < b.t_written < t_replug]
+    assert closed and all(b.fate == "overflow" for b in closed), [(b.t_written, b.fate) for b in closed]
 
 
 def test_loss_counts_lost_blocks_exactly(devices):

@@ -55,7 +55,8 @@ def run_under_load(nodeids: list[str], count: int, busy: int) -> tuple[dict[str,
     finally:
         for w in workers:
             w.terminate()
-    print(proc.stdout[-3000:], proc.stderr[-2000:], sep="\n")
+    failures = proc.stdout.find("= FAILURES =")
+    print(proc.stdout[failures if failures >= 0 else -3000:], proc.stderr[-2000:], sep="\n")
     return tally(proc.stdout, nodeids), time.monotonic() - t0
 
 
