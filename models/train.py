@@ -102,12 +102,12 @@ def train(cfg: TrainConfig, data: LabelledData | None = None, progress: bool = T
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     if data is None:
         data = load_data(cfg.data, frame_resize=Manifest.frame_resize, progress=progress)
     manifest = build_manifest(data, cfg)
     model = create_model(cfg.model, input_shapes=manifest.input_shapes(), num_classes=len(manifest.labels), **cfg.model_config)
     manifest = replace(manifest, model_config=model.config.to_dict())
+    out.mkdir(parents=True, exist_ok=True)  # only now: a bad data source or model leaves no empty folder
 
     train_set = WindowSampler(manifest, data.split("train"), train=True, seed=cfg.seed)
     val_recs = data.split("val")

@@ -6,7 +6,10 @@ never a traceback, a wall of warnings or a dead process.
 - a corrupt `.pt2` fails quietly (torch logs a traceback as a warning before it raises);
 - a manifest with a value of the wrong type names the key, the value and what was expected;
 - a `serial://` baud rate pyserial cannot take is refused when the URL is read;
-- `edgehar bench` exits non-zero when a bundle is missing or a row failed.
+- `edgehar bench` exits non-zero when a bundle is missing or a row failed;
+- every verb (demo, live, train, evaluate, export, bench, record) against a table of
+  broken bundles, sessions, configs, URLs and output paths: exit 2, one line naming the
+  bad value, no traceback, nothing left behind.
 """
 
 from __future__ import annotations
@@ -302,3 +305,79 @@ def test_live_check_with_a_broken_bundle_is_one_line_and_exit_2(tmp_path, case, 
     result = _cli("live", "--model", str(folder), "--check")
     _one_line_error(result, expect)
     assert str(folder) in result.stderr
+
+
+def _session_with_meta_streams(folder: Path, streams) -> Path:
+    """A recorded-session folder whose meta.json says `streams` (the rest is valid)."""
+    from edgehar.firmware_bridge.session import write_session
+    from edgehar.simulator.world import generate_recording, make_subject
+
+    write_session(folder, generate_recording(make_subject(1, seed=0), [("neutral", 1.0)], seed=1))
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["streams"] = streams(meta["streams"])
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return folder
+
+
+# verb, arguments, what the one line must name, and the output that must not be left
+# behind (relative to the test's folder). {tmp}: the test's folder; {bundle}: a working
+# camera + glove + IMU bundle; {video}: a working video file; {dev}: the device flags that
+# give glove and IMU the URL that follows (so whichever opens first fails on it).
+LIVE = ["live", "--model", "{bundle}", "--camera", "{video}", "--check"]
+VERB_CASES = [
+    ("demo-missing-model", ["demo", "--model", "{tmp}/nope", "--seconds", "1", "--headless"], "{tmp}/nope", None),
+    ("live-missing-model", ["live", "--model", "{tmp}/nope", "--check"], "{tmp}/nope", None),
+    ("live-unknown-scheme", [*LIVE, "{dev}", "bluetooth://glove"], "bluetooth", None),
+    ("live-no-such-port", [*LIVE, "{dev}", "serial://{tmp}/ttyNOPE"], "{tmp}/ttyNOPE", None),
+    ("live-baud", [*LIVE, "{dev}", "serial://{tmp}/tty?baud=99999999999"], "baud='99999999999'", None),
+    ("live-csv-repeated-channel", [*LIVE, "{dev}", "serial://{tmp}/tty?format=csv&channels=a,a&rate=100"], "channels=a,a", None),
+    ("live-no-such-replay", [*LIVE, "{dev}", "replay://{tmp}/nosession"], "{tmp}/nosession", None),
+    ("live-no-such-video", ["live", "--model", "{bundle}", "--camera", "{tmp}/clip.mp4", "--check", "{dev}", "sim://glove"],
+     "{tmp}/clip.mp4", None),
+    ("live-config-inf", ["live", "--config", "{tmp}/inf.toml", "--model", "{bundle}", "--check"], "expected a finite number", None),
+    ("train-missing-data", ["train", "--data", "{tmp}/nodata", "--out", "{tmp}/out"], "{tmp}/nodata", "out"),
+    ("train-meta-streams-not-objects", ["train", "--data", "{tmp}/s-streams-5", "--out", "{tmp}/out"], "streams.imu is 5", "out"),
+    ("train-meta-streams-number", ["train", "--data", "{tmp}/s-streams-int", "--out", "{tmp}/out"], "streams is 5", "out"),
+    ("evaluate-missing-data", ["evaluate", "--data", "{tmp}/nodata", "--out", "{tmp}/out"], "{tmp}/nodata", "out"),
+    ("export-missing-bundle", ["export", "{tmp}/nope", "--format", "litert", "--out", "{tmp}/out"], "{tmp}/nope", "out"),
+    ("export-broken-manifest", ["export", "{tmp}/broken", "--format", "litert", "--out", "{tmp}/out"], "streams[1].channels", "out"),
+    ("bench-broken-manifest", ["bench", "{tmp}/broken", "--out", "{tmp}/out"], "streams[1].channels", "out"),
+    ("record-out-is-a-file", ["record", "--out", "{tmp}/afile", "--simulate", "--seconds", "1", "--headless"], "{tmp}/afile", None),
+    ("record-unpaced-replay", ["record", "--out", "{tmp}/out", "--device", "imu=replay://{tmp}/s-ok?speed=0", "--seconds", "1",
+                               "--headless"], "not paced in real time", "out"),
+]
+
+
+@pytest.mark.parametrize("args, names, leftover", [c[1:] for c in VERB_CASES], ids=[c[0] for c in VERB_CASES])
+def test_every_verb_refuses_bad_input_in_one_line_and_leaves_nothing(tmp_path_factory, tmp_path, args, names, leftover):
+    """Each verb against broken bundles, sessions, configs, URLs and output paths: exit 2,
+    one line on stderr naming the bad value, no traceback, no output folder left behind."""
+    import cv2
+    import numpy as np
+
+    from live_helpers import tiny_bundle as camera_bundle
+
+    bundle = camera_bundle(tmp_path_factory.mktemp("bundles"))
+    video = tmp_path / "cam.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 48))
+    for i in range(10):
+        writer.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    writer.release()
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "inf.toml").write_text("seconds = 1e400\n")
+    _broken_manifest(tmp_path / "broken")
+    if any("{tmp}/s-" in a for a in args):
+        _session_with_meta_streams(tmp_path / "s-streams-5", lambda s: {**s, "imu": 5})
+        _session_with_meta_streams(tmp_path / "s-streams-int", lambda s: 5)
+        _session_with_meta_streams(tmp_path / "s-ok", lambda s: s)
+    if "{dev}" in args:
+        i = args.index("{dev}")
+        args = [*args[:i], "--glove", args[i + 1], "--imu", args[i + 1], *args[i + 2:]]
+    fill = lambda text: (text.replace("{tmp}", str(tmp_path)).replace("{bundle}", str(bundle))  # noqa: E731
+                         .replace("{video}", str(video)))
+    before = set(tmp_path.iterdir())
+    result = _cli(*map(fill, args), cwd=tmp_path)
+    _one_line_error(result, fill(names))
+    if leftover:
+        assert not (tmp_path / leftover).exists(), f"{leftover} was left behind"
+    assert set(tmp_path.iterdir()) == before

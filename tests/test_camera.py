@@ -34,6 +34,7 @@ def test_kinds():
     assert camera_kind("nvarguscamerasrc ! video/x-raw(memory:NVMM) ! appsink") == "gstreamer"
 
 
+# Real time: passed 20/20 beside two busy processes (tools/under_load.py; docs/under-load.json).
 def test_a_video_file_streams_in_real_time_with_timestamps(video):
     got = []
     cam = CameraSource(str(video), sink=lambda name, t, f: got.append((name, float(t[0]), f[0].mean())))

@@ -51,6 +51,7 @@ def test_ema_and_none_and_cycling():
         Smoother(3, "median")
 
 
+# Real time: passed 20/20 beside two busy processes (tools/under_load.py; docs/under-load.json).
 def test_a_dropped_stream_is_degraded_and_recovered(bundle, tmp_path):
     """Unplug the simulated glove (its pty disappears) while live, then plug it back:
     predictions go on without it, marked degraded, and it is picked up again."""

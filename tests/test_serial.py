@@ -80,6 +80,7 @@ def run_streams(devs, seconds, speed=1.0, expect=None, **hub_kw):
     return sink, health, player
 
 
+# Real time: passed 20/20 beside two busy processes (tools/under_load.py; docs/under-load.json).
 def test_binary_end_to_end_values_order_count_and_clock(devices):
     glove, imu = devices("glove", seed=1, drift_ppm=90.0), devices("imu", seed=2, drift_ppm=-70.0)
     # 11 s at real rate: clock accuracy is judged on what arrives after 10 s. Not faster: the
@@ -104,6 +105,7 @@ def test_binary_end_to_end_values_order_count_and_clock(devices):
     assert np.all(np.abs(sink.values("glove")) <= 32767 * scales + 1e-6)
 
 
+# Real time: passed 20/20 beside two busy processes (tools/under_load.py; docs/under-load.json).
 def test_csv_lines_over_the_pty(devices):
     imu = devices("imu", seed=3, fmt="csv")
     channels = ",".join(IMU_CHANNELS)
@@ -147,6 +149,7 @@ def test_descriptor_disagreeing_with_expect_is_a_clear_error(devices):
     assert "mag_x" in msg and "50 Hz" in msg and "100 Hz" in msg and "acc_x" in msg and "\n" not in msg
 
 
+# Real time: passed 20/20 beside two busy processes (tools/under_load.py; docs/under-load.json).
 def test_device_disappears_and_comes_back(tmp_path):
     link = tmp_path / "ttyGLOVE"  # a stable path, like a udev rule's /dev/glove
     dev = PtyFirmware("glove", link=link, seed=5, history=100_000)
@@ -199,6 +202,7 @@ def test_device_disappears_and_comes_back(tmp_path):
     assert closed and all(b.fate == "overflow" for b in closed), [(b.t_written, b.fate) for b in closed]
 
 
+# Real time: passed 20/20 beside two busy processes (tools/under_load.py; docs/under-load.json).
 def test_loss_counts_lost_blocks_exactly(devices):
     glove = devices("glove", seed=6, loss=0.15)
     _, health, _ = run_streams({"glove": glove}, 4.0, speed=4.0)
