@@ -152,6 +152,7 @@ class DeviceStream:
                 attempt = 0
                 ever_connected = True
                 self._framer.new_connection()
+                self._last_t_dev = self._pending_point = None  # a device that restarted may count from anywhere
                 self.health.set_state(CONNECTED, self.clock())
                 try:
                     await self._framer.greet(transport)
@@ -199,6 +200,8 @@ class DeviceStream:
     _asked_descriptor = -1e9
     _last_seq: int | None = None  # sequence number of the last block delivered
     _last_t_host: float | None = None  # host time of the last sample delivered
+    _last_t_dev: float | None = None  # device time of the last sample delivered (this connection)
+    _pending_point: tuple[float, float] | None = None  # the last block's clock point, not yet fitted
     _resume_seq: int | None = None  # set when a connection ends: compare the next one's first block
     # device seconds (unwrapped counter) of the samples being delivered; a sink may read it
     # during its call, e.g. a recorder that keeps device time beside host time
@@ -248,13 +251,50 @@ class DeviceStream:
         self._last_arrival = t_arrival
         return elapsed
 
-    def _map(self, t_dev: np.ndarray, t_arrival: float, transport: Transport) -> np.ndarray:
-        """Host times of device times t_dev, the last of which arrived at t_arrival."""
+    def _drop_excess(self, t_dev: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Drop the samples of a device sending faster than it declared; (t_dev, values, fit).
+
+        Device times are the block's first-sample counter plus the declared spacing. A
+        device that sends faster (a wrong output data rate, a firmware bug) starts each
+        block inside the previous one's span, and the samples cannot be placed: kept,
+        they would overlap, the never-back rule would push every later sample further
+        into the future, and the clock fit would learn the error as drift. So samples
+        that do not come after the last one delivered are dropped and counted
+        (`excess_samples`), and such a block is left out of the clock fit (`fit`
+        False). A jump back of more than a second is a clock matter (restart, wrap),
+        not excess, and passes.
+        """
+        last = self._last_t_dev
+        if last is None or t_dev[0] < last - 1.0:
+            self._last_t_dev = float(t_dev[-1])
+            return t_dev, values, True
+        fresh = t_dev > last + 0.5 * (t_dev[1] - t_dev[0] if len(t_dev) > 1 else 1e-4)
+        if fresh.all():
+            self._last_t_dev = float(t_dev[-1])
+            return t_dev, values, True
+        self.health.excess_samples += int((~fresh).sum())
+        if fresh.any():
+            self._last_t_dev = float(t_dev[fresh][-1])
+        return t_dev[fresh], values[fresh], False
+
+    def _map(self, t_dev: np.ndarray, t_arrival: float, transport: Transport, fit: bool = True) -> np.ndarray:
+        """Host times of device times t_dev, the last of which arrived at t_arrival (a
+        point for the clock fit unless `fit` is False)."""
         if not getattr(transport, "realtime", True):  # unpaced source: keep device spacing from the first block
             if self._anchor is None:
                 self._anchor = (float(t_dev[-1]), t_arrival)
             return self._anchor[1] + (t_dev - self._anchor[0])
-        self.mapper.add(float(t_dev[-1]), t_arrival)
+        point = (float(t_dev[-1]), t_arrival)
+        if not fit:  # this block overlaps the one before: neither says anything about the clock
+            self._pending_point = None
+        elif self.mapper.fit() is None:
+            self.mapper.add(*point)  # the first block: something to map with
+        else:
+            # a block's point joins the fit once the next block shows it kept to its rate
+            # (the first block of an over-rate burst looks regular until the second)
+            if self._pending_point is not None:
+                self.mapper.add(*self._pending_point)
+            self._pending_point = point
         return self.mapper.to_host(t_dev)
 
     def _deliver(self, t_dev: np.ndarray, t_arrival: float, transport: Transport, values: np.ndarray,
@@ -263,7 +303,10 @@ class DeviceStream:
         channels, _ = _expected(self.expect)
         if channels:
             values = values[:, [names.index(c) for c in channels]]
-        t_host = self._map(t_dev, t_arrival, transport)
+        t_dev, values, fit = self._drop_excess(t_dev, values)
+        if not len(t_dev):
+            return
+        t_host = self._map(t_dev, t_arrival, transport, fit)
         # Consumers index by time (ring buffers bisect), so delivered times never go back:
         # a re-fit of the clock that would place this block before the last sample
         # delivered shifts the block forward instead (by at most the fit's correction).

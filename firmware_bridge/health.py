@@ -44,6 +44,7 @@ class StreamHealth:
     resyncs: int = 0
     malformed: int = 0
     cut_lines: int = 0
+    excess_samples: int = 0
     undescribed_blocks: int = 0
     outages: int = 0
     outage_s: float = 0.0
@@ -74,6 +75,7 @@ class HealthTracker:
     resyncs: int = 0
     malformed: int = 0  # incl. CSV lines that did not parse
     cut_lines: int = 0  # CSV: a line cut by a connection's start (skipped) or end (its tail never came)
+    excess_samples: int = 0  # sent faster than the declared rate (overlapping in device time): dropped
     undescribed_blocks: int = 0  # blocks dropped because no descriptor was known yet
     outages: int = 0  # times the link dropped
     outage_s: float = 0.0  # total seconds down (finished outages)
@@ -147,7 +149,8 @@ class HealthTracker:
                 name=self.name, url=self.url, state=self.state, device=self.device,
                 rate_hz=None if rate is None else round(rate, 2), samples=self.samples, frames=self.frames,
                 lost_blocks=self.lost_blocks, gaps=self.gaps, crc_errors=self.crc_errors, resyncs=self.resyncs,
-                malformed=self.malformed, cut_lines=self.cut_lines, undescribed_blocks=self.undescribed_blocks, outages=self.outages,
+                malformed=self.malformed, cut_lines=self.cut_lines,
+                excess_samples=self.excess_samples, undescribed_blocks=self.undescribed_blocks, outages=self.outages,
                 outage_s=round(outage_s, 3), battery_pct=self.battery_pct, status_flags=self.status_flags,
                 last_sample_t=self.last_sample_t,
                 drift_ppm=None if self.drift_ppm is None else round(self.drift_ppm, 2),

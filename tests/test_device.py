@@ -248,3 +248,45 @@ def test_bad_csv_urls_and_decoder_inputs_are_refused_clearly():
             DeviceStream("imu", url, lambda *a: None)
     with pytest.raises(TypeError, match="takes bytes, bytearray or memoryview, got int"):
         FrameDecoder().feed(5)
+
+
+class OverRateTransport(Transport):
+    """An IMU that declares 100 Hz but sends at 1 kHz for 2 s (a wrong output data rate),
+    block headers stamped with the true device time; 2 ms transport latency."""
+
+    async def connect(self):
+        pass
+
+    async def close(self):
+        pass
+
+    async def chunks(self):
+        d = sim_descriptor("imu", "OVERRATE-1")
+        yield Chunk(1000.0, encode_frame(d))
+        t, k = 0.0, 0
+        while t < 20.0:
+            rate = 1000.0 if 8.0 <= t < 10.0 else 100.0
+            raw = np.full((2, len(d.channels)), k % 30000, np.int16)
+            yield Chunk(1000.0 + t + 1 / rate + 0.002, encode_frame(SampleBlock(k % 65536, round(t * 1e6), raw)))
+            t, k = t + 2 / rate, k + 1
+
+
+def test_a_device_sending_ten_times_its_rate_loses_the_excess_not_the_clock():
+    """Issue: a device over its declared rate made its blocks overlap in device time; the
+    never-back rule pushed every later sample ~3 s into the future for good, and the clock
+    fit learned ~900 ppm of drift. Now the overlapping samples are dropped and counted,
+    such blocks stay out of the clock fit, and times after the burst are exact again."""
+    from edgehar.firmware_bridge.device import DeviceStream
+
+    got = []
+    stream = DeviceStream("imu", "overrate://x", lambda n, t, v: got.append(t.copy()),
+                          transport_factory=lambda url: OverRateTransport(DeviceURL.parse(url)), reconnect=False)
+    asyncio.run(stream.run())
+    h = stream.health.snapshot()
+    t = np.concatenate(got)
+    assert stream.error is None and h.state == "down" and h.last_error == "the device stream ended"
+    assert np.all(np.diff(t) > 0)
+    assert 1500 < h.excess_samples < 1800 and abs(h.drift_ppm) < 1.0, h  # 2000 sent in the burst, ~200 fit the 100 Hz grid
+    after = t[t > 1000.0 + 10.5]  # 100 Hz again: on the device's grid + 2 ms latency
+    np.testing.assert_allclose(after - 1000.002, np.round((after - 1000.002) * 100) / 100, atol=1e-6)
+    assert t[-1] == pytest.approx(1000.0 + 19.99 + 0.002, abs=1e-6)

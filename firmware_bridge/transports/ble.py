@@ -213,8 +213,9 @@ class BleTransport(Transport):
         kwargs = {"bluez": {"adapter": self.adapter}} if self.adapter else {}
         try:
             async with bleak.BleakScanner(on_advertisement, **kwargs):
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(found), self.scan_s)
+                # asyncio.wait, not wait_for: before Python 3.12, wait_for swallows a
+                # cancellation that arrives as the awaited future completes (CPython gh-86296)
+                await asyncio.wait({found}, timeout=self.scan_s)
         except bleak.BleakError as exc:
             if "ServiceUnknown" in str(exc):  # the bus is there, BlueZ is not
                 raise TransportError(self.url.url, "BlueZ (org.bluez) is not on the D-Bus system bus; "

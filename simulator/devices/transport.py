@@ -78,13 +78,21 @@ class SimTransport(Transport):
         if self._queue is None:
             raise TransportError(self.url.url, "not connected; call connect() first")
         while True:
+            # asyncio.wait, not wait_for: before Python 3.12, wait_for swallows a cancellation
+            # that arrives as the queue hands over an item (CPython gh-86296), and the
+            # stream then never stops (DeviceHub.stop timed out)
+            getter = asyncio.ensure_future(self._queue.get())
             try:
-                item = await asyncio.wait_for(self._queue.get(), 1.0)
-            except asyncio.TimeoutError:
+                await asyncio.wait({getter}, timeout=1.0)
+            finally:
+                if not getter.done():
+                    getter.cancel()
+            if not getter.done() or getter.cancelled():
                 player = self._player
                 if player is not None and player.error is not None:
                     raise TransportError(self.url.url, f"the simulated device crashed: {player.error!r}") from player.error
                 continue
+            item = getter.result()
             if item is _END:
                 return
             yield item
