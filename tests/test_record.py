@@ -230,3 +230,53 @@ def test_record_refuses_what_it_cannot_record_in_one_line(tmp_path, case):
     named = extra[-1] if case == "unpaced source" else str(out)  # the bad value
     assert len(lines) == 1 and expect in lines[0] and named in lines[0], result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before and (tmp_path / "afile").read_text() == "x"
+
+
+# Real time: an unplug scheduled on the recording's own clock, checked against what it saw.
+def test_a_glove_unplugged_while_recording_leaves_its_gap_in_the_session(tmp_path):
+    """Fault injection (issue 13): the glove's pty closes mid-recording and comes back.
+    The recording goes on (no exception), events.csv says when the glove went and came
+    back, glove.csv has the gap, and the other streams have none."""
+    import threading
+
+    from edgehar.app.record import HEALTH_POLL_S
+    from waiting import wait_for
+
+    rig = SimulatedRig(("glove", "imu", "camera"), seed=3, replugable=True)
+    sources = Sources(feed=rig)
+    marks = {}
+
+    def unplug_and_replug():
+        if not wait_for(lambda: sources.start_time is not None, 60):
+            return
+        time.sleep(max(0.0, sources.start_time + 2.0 - time.monotonic()))
+        marks["unplug"] = time.monotonic()
+        rig.unplug("glove")
+        marks["down"] = wait_for(lambda: sources.health()["glove"].state != "connected", 30) and time.monotonic()
+        time.sleep(1.0)
+        marks["replug"] = time.monotonic()
+        rig.replug("glove")
+        marks["back"] = wait_for(lambda: sources.health()["glove"].state == "connected", 30) and time.monotonic()
+
+    thread = threading.Thread(target=unplug_and_replug, daemon=True)
+    thread.start()
+    run_record(sources, RecordOptions(out=tmp_path / "s", seconds=7.0, view="headless"), out=io.StringIO())
+    thread.join(30)
+    assert marks.get("down") and marks.get("back"), marks
+    session = read_session(tmp_path / "s")
+    t0 = session.meta["recording"]["host_monotonic_t0"]
+    events = [line.split(",") for line in (tmp_path / "s" / "events.csv").read_text().splitlines()[1:]]
+    glove = [(float(t), event) for t, stream, event, *_ in events if stream == "glove"]
+    states = [e for _, e in glove if e in ("connected", "reconnecting")]
+    assert states[-2:] == ["reconnecting", "connected"], glove
+    went = next(t for t, e in glove if e == "reconnecting")
+    came = [t for t, e in glove if e == "connected"][-1]
+    # stamped at the recorder's first health look after the change (every HEALTH_POLL_S)
+    late = HEALTH_POLL_S + 0.5
+    assert marks["unplug"] - t0 <= went <= marks["down"] - t0 + late
+    assert marks["replug"] - t0 <= came <= marks["back"] - t0 + late
+    t = session.series["glove"].timestamps
+    gaps = np.diff(t)
+    assert gaps.max() >= marks["replug"] - marks["unplug"] - 0.1  # the outage is a hole in glove.csv
+    for name in ("imu", "camera"):
+        assert np.diff(session.series[name].timestamps).max() < 0.5, name  # the others never stopped
