@@ -268,7 +268,8 @@ class DeviceStream:
         if last is None or t_dev[0] < last - 1.0:
             self._last_t_dev = float(t_dev[-1])
             return t_dev, values, True
-        fresh = t_dev > last + 0.5 * (t_dev[1] - t_dev[0] if len(t_dev) > 1 else 1e-4)
+        info = self._framer.info()
+        fresh = t_dev > last + (0.5 / info.rate_hz if info is not None else 0.0)  # half a declared period
         if fresh.all():
             self._last_t_dev = float(t_dev[-1])
             return t_dev, values, True
