@@ -37,13 +37,21 @@ class SimulatedCamera:
         self._t: deque[float] = deque(maxlen=256)
         self._latest: tuple[float, np.ndarray] | None = None
         self._lock = threading.Lock()
+        self.covered = False  # a stalled driver or a lens cap: frames are made but none arrive
+        self.outages = 0  # gaps longer than STALE_S, counted when frames come back
+        self.outage_s = 0.0
 
     def block_due(self, timestamps: np.ndarray) -> float:
         return float(timestamps[-1])
 
     def emit_block(self, timestamps: np.ndarray, frames: np.ndarray) -> None:
+        if self.covered:
+            return
         for t, frame in zip(timestamps, frames):
             with self._lock:
+                if self._t and t - self._t[-1] >= STALE_S:
+                    self.outages += 1
+                    self.outage_s += float(t) - self._t[-1]
                 self.frames += 1
                 self._t.append(float(t))
                 self._latest = (float(t), frame)
@@ -63,4 +71,4 @@ class SimulatedCamera:
         state = "connecting" if last is None else "connected" if now - last < STALE_S else "reconnecting"
         return StreamHealth(self.name, "sim://camera", state=state, device="simulated camera",
                             rate_hz=None if rate is None else round(rate, 2), samples=self.frames, frames=self.frames,
-                            last_sample_t=last)
+                            outages=self.outages, outage_s=round(self.outage_s, 3), last_sample_t=last)

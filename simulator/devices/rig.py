@@ -128,11 +128,18 @@ class SimulatedRig:
         """Why the simulation stopped, or None while it plays."""
         return self.player.error if self.player is not None else None
 
-    # -- tests: unplug and replug a simulated serial device (replugable=True) ------------
+    # -- tests: unplug and replug a serial device (replugable=True), or stall the camera --
     def unplug(self, name: str) -> None:
+        """Pull a serial device's cable (its pty closes), or stall the camera (no frames)."""
+        if name == "camera" and self.camera is not None:
+            self.camera.covered = True
+            return
         self._pty[name].port.close()
 
     def replug(self, name: str) -> None:
+        if name == "camera" and self.camera is not None:
+            self.camera.covered = False
+            return
         dev = self._pty[name]
         dev.port.reopen()
         dev.boot()
