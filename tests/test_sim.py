@@ -184,3 +184,18 @@ def test_bad_input_fails_with_the_known_names():
         generate_recording(SUBJECT, [("juggling", 1.0)], seed=0)
     with pytest.raises(ValueError, match="duration"):
         generate_recording(SUBJECT, [("hammer", 0.0)], seed=0)
+
+
+def test_truth_is_the_activity_covering_most_of_the_window_whatever_the_label_pieces():
+    """The player receives labels in chunk-sized pieces. Regression: it named the activity
+    with the largest single piece, so with 0.25 s pieces a window across a change was
+    given the earlier activity (the demo's truth lagged ~1 s: 85.6% agreement, 96.5% now)."""
+    from edgehar.simulator.devices.player import BlockPlayer
+    from edgehar.simulator.world import SimulatedWorld, make_subject
+
+    player = BlockPlayer(SimulatedWorld(make_subject(1, seed=0), seed=0), [])
+    pieces = [(a / 4, (a + 1) / 4, "hammer" if a < 4 else "mallet") for a in range(12)]  # hammer 0-1 s, mallet 1-3 s
+    player._labels = pieces
+    assert player.truth(0.0, 3.0) == "mallet"
+    assert player.truth(0.0, 1.5) == "hammer"
+    assert player.truth(0.5, 1.0) == "hammer" and player.truth(5.0, 6.0) is None

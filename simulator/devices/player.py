@@ -90,13 +90,16 @@ class BlockPlayer:
 
     def truth(self, t0: float, t1: float) -> str | None:
         """The activity that covers most of the clock interval [t0, t1), None if none does."""
+        # Summed per activity: the labels arrive in chunk-sized pieces (chunk_s), so the
+        # largest single piece would name whichever activity came first in a tie -- the
+        # previous one, for a window across a change (the demo's truth lagged ~1 s).
+        covered: dict[str, float] = {}
         with self._lock:
-            best, best_overlap = None, 0.0
             for start, end, activity in self._labels:
                 overlap = min(end, t1) - max(start, t0)
-                if overlap > best_overlap:
-                    best, best_overlap = activity, overlap
-            return best
+                if overlap > 0:
+                    covered[activity] = covered.get(activity, 0.0) + overlap
+        return max(covered, key=covered.get) if covered else None
 
     def _run(self) -> None:
         try:
