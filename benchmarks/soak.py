@@ -180,13 +180,12 @@ def plot(samples: list[Sample], path: Path, title: str, size: tuple[int, int] = 
     return path
 
 
-def ring_capacities(model: str | None) -> tuple[dict[str, int], float]:
+def ring_capacities(bundle: Path) -> tuple[dict[str, int], float]:
     """Each stream's ring capacity (rows) as the live app allocates it, and the bundle's hop."""
     from edgehar.app.live import make_rings
     from edgehar.contract.bundle import read_manifest
-    from edgehar.cli.demo import default_bundle
 
-    manifest = read_manifest(model or default_bundle())
+    manifest = read_manifest(bundle)
     rings = make_rings(manifest, (1, 1, 3))
     return {name: ring.capacity for name, ring in rings.items()}, manifest.hop_s
 
@@ -198,9 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="bundle folder (default: the demo's cached default bundle)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
-    capacities, hop_s = ring_capacities(args.model)  # trains the default bundle first if it is not cached
     args.out.parent.mkdir(parents=True, exist_ok=True)
     samples, status = soak(args.minutes, args.every, args.model, args.out.with_suffix(".jsonl"))
+    from edgehar.models.datasets import default_bundle_dir  # torch-free; the demo trained it if it had to
+
+    capacities, hop_s = ring_capacities(Path(args.model) if args.model else default_bundle_dir())
     result = {
         "command": "python benchmarks/soak.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",

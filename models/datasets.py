@@ -57,6 +57,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EDGEHAR_HOME", Path.home() / ".cache" / "edgehar"))
 
 
+DEFAULT_BUNDLE_NAME = "default-mmtsa-v1"
+
+
+def default_bundle_dir() -> Path:
+    """Where `edgehar demo` keeps the default MMTSA bundle it trains on first use."""
+    return cache_dir() / DEFAULT_BUNDLE_NAME / "bundle"
+
+
 def load_data(source: str, frame_resize: int | None = None, progress: bool = True) -> LabelledData:
     """`sim` (the default simulated dataset, generated once), `basicmotions`, or a folder
     of sessions in the session format (docs/session-format.md)."""

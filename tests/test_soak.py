@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from soak import LogTail, Sample, plot, proc_sample, soak, verdict  # noqa: E402
+from soak import LogTail, Sample, plot, proc_sample, ring_capacities, soak, verdict  # noqa: E402
 
 from live_helpers import tiny_bundle  # noqa: E402
 
@@ -62,3 +62,8 @@ def test_a_short_real_soak_of_the_demo(tmp_path):
     assert samples[-1].predictions > samples[0].predictions and set(samples[-1].lost_blocks) >= {"glove", "imu"}
     png = plot(samples, tmp_path / "soak.png", "test")
     assert cv2.imread(str(png)).shape == (800, 900, 3)
+
+
+def test_ring_capacities_are_the_live_apps(tmp_path):
+    capacities, hop_s = ring_capacities(tiny_bundle(tmp_path / "bundles"))
+    assert capacities == {"camera": 60, "glove": 200, "imu": 200} and hop_s == 0.25  # two 1 s windows at 30 and 100 Hz

@@ -25,18 +25,16 @@ from ..simulator.devices.rig import TRANSPORTS, SimulatedRig
 from ..simulator.world import SimulatedWorld
 
 # The default bundle is trained once per machine and cached; bump when its recipe changes.
-DEFAULT_BUNDLE_NAME = "default-mmtsa-v1"
-
 DemoSummary = LiveSummary
 
 
 def default_bundle(progress: bool = True) -> Path:
     """The cached default MMTSA bundle, trained on the simulated data set on first use.
     The only place the runtime may import torch (training), lazily."""
-    from ..models.datasets import cache_dir
+    from ..models.datasets import default_bundle_dir
 
-    folder = cache_dir() / DEFAULT_BUNDLE_NAME
-    bundle = folder / "bundle"
+    bundle = default_bundle_dir()
+    folder = bundle.parent
     if not (bundle / "manifest.json").is_file():
         print("edgehar: no bundle given and no cached default; training the default MMTSA once "
               f"(simulated data, a few minutes) into {folder}", file=sys.stderr)
