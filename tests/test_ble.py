@@ -255,7 +255,8 @@ def test_background_simulation_serves_a_process_level_demo(monkeypatch):
 
 def test_device_hub_rides_out_a_ble_link_drop(monkeypatch):
     """The in-process demo path: DeviceHub (its own loop/thread) on BLE to a BleSimulation
-    (another thread); the link drops, the stream reconnects by itself and samples resume."""
+    (another thread); the peripheral disappears for 5 s, the stream reconnects by itself,
+    samples resume and the outage is in health."""
     from edgehar.firmware_bridge.device import DeviceHub
     from edgehar.firmware_bridge.health import CONNECTED
 
@@ -277,13 +278,16 @@ def test_device_hub_rides_out_a_ble_link_drop(monkeypatch):
             refused_before = sim.peripherals["glove"].dropped_blocks  # made before the first subscription
             sim.drop_link("glove")
             wait(lambda: hub.health()["glove"].outages == 1)
+            t_seen_down = sim.clock()
             n_down = len(received)
-            time.sleep(0.2)
+            time.sleep(5.0 / 4.0)  # the peripheral is gone for 5 s of its (4x) clock
+            t_back = sim.clock()
             sim.come_back("glove")
             wait(lambda: hub.health()["glove"].state == CONNECTED and len(received) >= n_down + 10)
             health = hub.health()["glove"]
             dropped = sim.peripherals["glove"].dropped_blocks - refused_before  # before the hub stops listening
     assert health.outages == 1 and health.device.startswith("glove")
+    assert health.outage_s >= t_back - t_seen_down - 1e-3 >= 4.9  # the gap is in health, on the hub's clock
     assert sim.peripherals["glove"].device.connections == 2
     # the blocks the link refused while down show up as lost, across the reconnect
     assert health.lost_blocks == dropped > 0 and health.gaps == 1
