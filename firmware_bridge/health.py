@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -15,7 +15,6 @@ never a traceback, a wall of warnings or a dead process.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
