@@ -66,11 +66,14 @@ def test_demo_streams_in_real_time_and_writes_json_lines(trained, tmp_path, tran
 def test_bundle_errors(tmp_path, trained):
     with pytest.raises(BundleError, match="not a folder"):
         load_bundle(tmp_path / "missing")
-    (tmp_path / "manifest.json").write_text('{"streams": []}')
-    with pytest.raises(BundleError, match="streams"):
-        load_bundle(tmp_path)
     out, _ = trained
     good = json.loads((out / "bundle" / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text('{"streams": []}')
+    with pytest.raises(BundleError, match="missing required key"):
+        load_bundle(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({**good, "streams": []}))
+    with pytest.raises(BundleError, match="streams"):
+        load_bundle(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps({**good, "format": "onnx"}))
     with pytest.raises(BundleError, match="format 'onnx'"):
         load_bundle(tmp_path)
