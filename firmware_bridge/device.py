@@ -40,7 +40,7 @@ import numpy as np
 from .clock import ClockMapper, DeviceClock
 from .csvlines import CsvLineDecoder
 from .health import CONNECTED, DOWN, FAILED, RECONNECTING, HealthTracker, StreamHealth
-from .protocol import SEND_DESCRIPTOR_FRAME, DeviceDescriptor, DeviceStatus, FrameDecoder, SampleBlock
+from .protocol import SEND_DESCRIPTOR_FRAME, DeviceDescriptor, DeviceStatus, FrameDecoder, ProtocolError, SampleBlock
 from .sink import Sink
 from .transport import Chunk, ConnectionLost, DeviceURL, Transport, TransportError, open_transport
 from ..errors import EdgeharError
@@ -393,11 +393,12 @@ class _CsvFramer(_Framer):
         if not channels or not rate:
             raise TransportError(stream.url, "format=csv needs the channel names and rate: add "
                                  "channels=a,b,c&rate=HZ to the URL, or pass the stream the model expects")
-        if len(set(channels)) != len(channels):
-            raise TransportError(stream.url, f"channels={','.join(channels)}: each channel name once, please")
         check_device(stream.url, channels, rate, stream.expect, what="the CSV device (as configured)")
         self.channels, self.rate_hz = channels, float(rate)
-        self.decoder = CsvLineDecoder(channels, rate)
+        try:  # the decoder checks its channels (distinct names); said here with the URL
+            self.decoder = CsvLineDecoder(channels, rate)
+        except ProtocolError as exc:
+            raise TransportError(stream.url, str(exc)) from None
         self._count = 0  # samples so far: device time of lines without a timestamp column
 
     def new_connection(self) -> None:

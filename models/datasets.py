@@ -57,6 +57,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EDGEHAR_HOME", Path.home() / ".cache" / "edgehar"))
 
 
+# The demo's default bundle is trained once per machine and cached; bump when its recipe changes.
 DEFAULT_BUNDLE_NAME = "default-mmtsa-v1"
 
 

@@ -242,7 +242,7 @@ def test_bad_csv_urls_and_decoder_inputs_are_refused_clearly():
     from edgehar.firmware_bridge.protocol import FrameDecoder
     from edgehar.firmware_bridge.transport import TransportError
 
-    for url, message in (("serial:///dev/x?format=csv&channels=a,a&rate=100", "each channel name once"),
+    for url, message in (("serial:///dev/x?format=csv&channels=a,a&rate=100", r"channel names must be distinct, \['a'\] repeat"),
                          ("serial:///dev/x?format=csv&channels=a,b&rate=inf", "rate='inf' is not a finite number")):
         with pytest.raises(TransportError, match=message):
             DeviceStream("imu", url, lambda *a: None)

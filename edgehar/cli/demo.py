@@ -24,7 +24,6 @@ from ..app.sources import Sources
 from ..simulator.devices.rig import TRANSPORTS, SimulatedRig
 from ..simulator.world import SimulatedWorld
 
-# The default bundle is trained once per machine and cached; bump when its recipe changes.
 DemoSummary = LiveSummary
 
 
