@@ -36,6 +36,9 @@ from ..errors import EdgeharError
 
 VIEWS = ("auto", "window", "headless")
 SMOOTHING_MODES = ("majority", "ema", "none")  # live.Smoother's modes, the flag's and the key's choices
+# A live prediction's latency stages (WindowScheduler.predict), in the order they happen;
+# with "total" they are the keys of its latency_ms, and they add up to the total.
+LATENCY_STAGES = ("late", "rings", "sampling", "gaf", "frames", "inference", "unattributed")
 # A stream whose newest sample is older than this when a window ends has dropped out:
 # its modality is fed as missing (zeros) and the prediction is marked degraded.
 STALE_S = 0.5

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import EdgeharError
 from ..firmware_bridge.health import StreamHealth
-from .config import VIEWS
+from .config import LATENCY_STAGES, VIEWS
 
 VIEW_SIZE = (1280, 720)  # (w, h)
 TRACE_SECONDS = 5.0
@@ -318,7 +318,7 @@ def _status(img, s: ViewState, y, w):
         _text(img, _fit("  ".join(parts), cw - 24, 0.48), (x + 20, y + 15), 0.48, TEXT)
     lat = s.latency_ms
     if lat:
-        stages = " | ".join(f"{k} {lat[k]:.1f}" for k in ("sampling", "gaf", "frames", "inference") if k in lat)
+        stages = " | ".join(f"{k} {lat[k]:.1f}" for k in LATENCY_STAGES if k in lat)
         _text(img, f"latency ms: {stages} | total {lat.get('total', 0):.1f}", (16, y + 40), 0.48, TEXT)
     keys = KEYS_HELP if not s.recording else ("1-9 start activity  0 stop  " if s.activity_keys else "") + "q end recording"
     _text(img, keys, (w - _text_width(keys, 0.45) - 12, y + 40), 0.45, DIM)

@@ -27,7 +27,7 @@ import numpy as np
 from . import display
 from .liveview import LiveView
 from .backends import Backend
-from .config import SMOOTHING_MODES, STALE_S
+from .config import LATENCY_STAGES, SMOOTHING_MODES, STALE_S
 from ..contract.manifest import Manifest
 from ..contract.preprocess.frames import FrameTransform
 from ..contract.preprocess.inputs import ModelInputs, build_inputs
@@ -49,8 +49,9 @@ class Prediction:
     label: str
     confidence: float
     probs: np.ndarray  # (classes,)
-    latency_ms: dict[str, float]  # sampling, gaf, frames, inference, total
+    latency_ms: dict[str, float]  # late, rings, sampling, gaf, frames, inference, unattributed, total
     present: dict[str, bool]  # per modality: False when its stream had no data (degraded)
+    age_ms: dict[str, float] = field(default_factory=dict)  # per stream: newest sample used -> prediction
     extra: dict = field(default_factory=dict)  # e.g. the simulated truth
     smoothed: str | None = None  # the label the view announces (Smoother)
     smoothed_confidence: float | None = None
@@ -70,6 +71,7 @@ class Prediction:
             "confidence": round(self.confidence, 4),
             "top3": [[labels[i], round(float(self.probs[i]), 4)] for i in np.argsort(self.probs)[::-1][:3]],
             "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()},
+            "age_ms": self.age_ms,
             "degraded": not all(self.present.values()),
             "present": self.present,
             "missing": [k for k, v in self.present.items() if not v],
@@ -78,14 +80,17 @@ class Prediction:
         }
 
 
-def make_rings(manifest: Manifest, frame_shape: tuple[int, int, int] | None) -> dict[str, SensorRing | FrameRing]:
-    """One bounded ring per manifest stream, sized to hold `_RING_WINDOWS` windows."""
+def make_rings(manifest: Manifest, camera: bool) -> dict[str, SensorRing | FrameRing]:
+    """One bounded ring per manifest stream, sized to hold `_RING_WINDOWS` windows.
+
+    The frame ring keeps frames reduced to the model's input size (FrameRing), so its
+    memory is the bundle's business, not the camera's."""
     rings: dict[str, SensorRing | FrameRing] = {}
     for s in manifest.streams:
         capacity = max(8, int(np.ceil(s.rate_hz * manifest.window_s * _RING_WINDOWS)))
         if s.kind == "camera":
-            assert frame_shape is not None, "a camera stream needs the frame shape"
-            rings[s.name] = FrameRing(frame_shape, capacity)
+            assert camera, "a camera stream needs a camera"
+            rings[s.name] = FrameRing(FrameTransform.from_manifest(manifest), capacity)
         else:
             rings[s.name] = SensorRing(s.channels, capacity)
     return rings
@@ -111,22 +116,38 @@ class WindowScheduler:
                 out.append(name)
         return tuple(out)
 
-    def predict(self, t_end: float, missing: tuple[str, ...] = ()) -> Prediction:
+    def predict(self, t_end: float, missing: tuple[str, ...] = (), late_s: float = 0.0) -> Prediction:
         """The prediction for the window ending at t_end; streams in `missing` are treated
-        as absent (zeros, present=False: the model runs on what is left)."""
+        as absent (zeros, present=False: the model runs on what is left).
+
+        Every millisecond from the hop's deadline to the prediction is in `latency_ms`:
+        "late" (`late_s`: the deadline to this call, i.e. the loop's queueing), "rings"
+        (the window queries), "sampling", "gaf", "frames", "inference", and what none of
+        them covers as "unattributed" (softmax, bookkeeping); "total" is their sum.
+        `age_ms` is, per stream, how old its newest sample in the window is when the
+        prediction is made.
+        """
         m = self.manifest
         t_start = time.perf_counter()
         t0 = t_end - m.window_s
         series = {name: None if name in missing else ring.window(t0, t_end) for name, ring in self.rings.items()}
+        t_rings = time.perf_counter()
         inputs = build_inputs(m, series, t0, t_end, self._sampler, self._frames)
         t_inf = time.perf_counter()
         logits = self.backend.run(tuple(a[None] for a in inputs.arrays))[0]
         t_done = time.perf_counter()
         probs = _softmax(np.asarray(logits, np.float64))
         best = int(np.argmax(probs))
-        latency = {k: v * 1e3 for k, v in inputs.timings.items()}
+        t_end_call = time.perf_counter()
+        latency = {"late": late_s * 1e3, "rings": (t_rings - t_start) * 1e3}
+        latency.update((k, v * 1e3) for k, v in inputs.timings.items())
         latency["inference"] = (t_done - t_inf) * 1e3
-        latency["total"] = (t_done - t_start) * 1e3
+        total = late_s * 1e3 + (t_end_call - t_start) * 1e3
+        latency["unattributed"] = max(0.0, total - sum(latency.values()))
+        latency["total"] = total
+        made = t_end + total / 1e3  # the prediction's time on the streams' clock
+        age = {name: round((made - s.timestamps[-1]) * 1e3, 3)
+               for name, s in series.items() if s is not None and len(s.timestamps)}
         return Prediction(
             t=t_end,
             label=m.labels[best],
@@ -134,6 +155,7 @@ class WindowScheduler:
             probs=probs,
             latency_ms=latency,
             present=dict(zip(m.modality_names(), inputs.present)),
+            age_ms=age,
             inputs=inputs,
         )
 
@@ -167,7 +189,10 @@ class WindowScheduler:
                 else:
                     time.sleep(min(next_t - now, _WAIT_S))
                 continue
-            yield self.predict(next_t, self.stale_streams(next_t, stale_s))
+            # late: from the hop's deadline to the prediction's start (this loop's
+            # queueing: the caller's turn, the staleness check)
+            missing = self.stale_streams(next_t, stale_s)
+            yield self.predict(next_t, missing, late_s=max(0.0, clock() - next_t))
             next_t += m.hop_s
             behind = clock() - next_t
             if behind > m.hop_s:  # fell behind: skip to the newest hop instead of queueing
@@ -270,7 +295,7 @@ def run_live(manifest: Manifest, backend: Backend, sources, options: LiveOptions
     cam = next((s for s in manifest.streams if s.kind == "camera"), None)
     if cam is not None and frame_shape is None:
         raise display.ViewError(f"the bundle reads camera stream {cam.name!r} but no camera was given")
-    rings = make_rings(manifest, frame_shape)
+    rings = make_rings(manifest, frame_shape is not None)
     sources.add_sink(_ring_sink(rings))
     scheduler = WindowScheduler(manifest, backend, rings)
     smoother = Smoother(len(manifest.labels), options.smoothing, options.smoothing_k)
@@ -435,7 +460,7 @@ def _print_summary(summary: LiveSummary, verb: str, options: LiveOptions, out: T
 def format_line(pred: Prediction, start: float) -> str:
     """One line per prediction for logs and the plain headless view."""
     lat = pred.latency_ms
-    stages = " | ".join(f"{k} {lat[k]:.1f}" for k in ("sampling", "gaf", "frames", "inference"))
+    stages = " | ".join(f"{k} {lat[k]:.1f}" for k in LATENCY_STAGES if k in lat)
     truth = pred.extra.get("truth")
     mark = "" if truth is None else ("  ok" if truth == pred.label else f"  (truth {truth})")
     smooth = "" if pred.smoothed is None or pred.smoothed == pred.label else f"  -> {pred.smoothed}"

@@ -15,18 +15,26 @@ import threading
 
 import numpy as np
 
+from ..contract.preprocess.frames import FrameTransform
 from ..contract.series import FrameSeries, SensorSeries
 
 
 class _Ring:
-    """Fixed-capacity ring of (timestamp, row) with time-range copy-out."""
+    """Fixed-capacity ring of (timestamp, row) with time-range queries.
+
+    Every row is written twice, at slot i and i + capacity, so the newest `capacity`
+    rows are always one contiguous slice of the storage, never wrapped: a query can
+    hand out a view instead of gathering a copy (the frame ring's window costs nothing
+    whatever it holds). Twice the rows' memory buys that; rows are small (sensor
+    samples, reduced frames).
+    """
 
     def __init__(self, capacity: int, row_shape: tuple[int, ...], dtype: np.dtype):
         assert capacity > 0, f"capacity must be > 0, got {capacity}"
-        self._t = np.zeros(capacity, np.float64)
-        self._rows = np.zeros((capacity, *row_shape), dtype)
+        self._t = np.zeros(2 * capacity, np.float64)
+        self._rows = np.zeros((2 * capacity, *row_shape), dtype)
         self._capacity = capacity
-        self._count = 0  # total rows ever appended; write index = count % capacity
+        self._count = 0  # total rows ever appended; write slot = count % capacity (and + capacity)
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -45,20 +53,25 @@ class _Ring:
             timestamps, rows, n = timestamps[-self._capacity :], rows[-self._capacity :], self._capacity
         with self._lock:
             idx = (self._count + np.arange(n)) % self._capacity
-            self._t[idx] = timestamps
-            self._rows[idx] = rows
+            for at in (idx, idx + self._capacity):
+                self._t[at] = timestamps
+                self._rows[at] = rows
             self._count += n
 
-    def _range(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of the rows with t0 <= t < t1, oldest first."""
+    def _range(self, t0: float, t1: float, copy: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(timestamps, rows) with t0 <= t < t1, oldest first; the timestamps are a copy.
+
+        copy=False returns the rows as a view of the storage. It stays valid until the
+        producers append as many rows as the ring holds before the range's first one:
+        a ring sized to two windows, queried for the newest window, gives its reader a
+        whole window's time.
+        """
         with self._lock:
             n = len(self)
             start = (self._count - n) % self._capacity
-            order = (start + np.arange(n)) % self._capacity
-            t = self._t[order]
-            lo, hi = np.searchsorted(t, [t0, t1], side="left")
-            sel = order[lo:hi]
-            return self._t[sel].copy(), self._rows[sel].copy()
+            lo, hi = np.searchsorted(self._t[start : start + n], [t0, t1], side="left")
+            rows = self._rows[start + lo : start + hi]
+            return self._t[start + lo : start + hi].copy(), rows.copy() if copy else rows
 
     def latest_time(self) -> float | None:
         with self._lock:
@@ -87,14 +100,23 @@ class SensorRing(_Ring):
 
 
 class FrameRing(_Ring):
-    """Camera frames; capacity bounds memory (e.g. a few seconds at 30 fps)."""
+    """Camera frames, kept as the (crop, crop, 3) squares the model reads.
 
-    def __init__(self, frame_shape: tuple[int, int, int], capacity: int):
-        super().__init__(capacity, frame_shape, np.uint8)
+    Each frame is reduced (`FrameTransform.reduce`: resize, centre crop) once, on
+    arrival, in the producer's thread (the camera's), so neither memory nor a hop's work
+    grows with the camera's resolution; the view shows the camera's newest full frame,
+    which the camera keeps itself. `window` hands out a view, not a copy: the input
+    pipeline copies only the N frames it samples.
+    """
+
+    def __init__(self, transform: FrameTransform, capacity: int):
+        super().__init__(capacity, (transform.crop, transform.crop, 3), np.uint8)
+        self.transform = transform
 
     def append(self, timestamp: float, frame: np.ndarray) -> None:
-        self._append(np.array([timestamp], np.float64), frame[None])
+        """One (H, W, 3) BGR frame of any size."""
+        self._append(np.array([timestamp], np.float64), self.transform.reduce(frame)[None])
 
     def window(self, t0: float, t1: float) -> FrameSeries:
-        t, f = self._range(t0, t1)
-        return FrameSeries(t, f)
+        t, f = self._range(t0, t1, copy=False)
+        return FrameSeries(t, f, reduced=True)

@@ -186,7 +186,7 @@ def ring_capacities(bundle: Path) -> tuple[dict[str, int], float]:
     from edgehar.contract.bundle import read_manifest
 
     manifest = read_manifest(bundle)
-    rings = make_rings(manifest, (1, 1, 3))
+    rings = make_rings(manifest, camera=True)
     return {name: ring.capacity for name, ring in rings.items()}, manifest.hop_s
 
 

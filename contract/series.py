@@ -42,6 +42,9 @@ class FrameSeries:
 
     timestamps: np.ndarray  # (T,) float64, seconds, non-decreasing
     frames: np.ndarray  # (T, H, W, 3) uint8, BGR as OpenCV delivers them
+    # True: the frames went through FrameTransform.reduce already (the live ring keeps
+    # only the square the model sees); the input pipeline then only normalises them.
+    reduced: bool = False
 
     def __post_init__(self) -> None:
         assert self.timestamps.ndim == 1 and self.frames.shape[0] == self.timestamps.shape[0], (
@@ -55,4 +58,4 @@ def between(series: SensorSeries | FrameSeries, t0: float, t1: float) -> SensorS
     lo, hi = np.searchsorted(series.timestamps, [t0, t1], side="left")
     if isinstance(series, SensorSeries):
         return SensorSeries(series.timestamps[lo:hi], series.values[lo:hi], series.channels)
-    return FrameSeries(series.timestamps[lo:hi], series.frames[lo:hi])
+    return FrameSeries(series.timestamps[lo:hi], series.frames[lo:hi], series.reduced)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 from pyts.image import GramianAngularField
@@ -145,3 +146,26 @@ def test_rejects_wrong_series_type_and_segment_count() -> None:
         build_inputs(m, {**s, "camera": s["imu"]}, T0, T1, SegmentSampler(3, train=False))
     with pytest.raises(ValueError, match="segments"):
         build_inputs(replace(m, num_segments=4), s, T0, T1, SegmentSampler(3, train=False))
+
+
+@pytest.mark.parametrize("size", [(120, 160), (480, 640), (720, 1280), (1080, 1920), (1080, 1080)])
+def test_live_frames_reduced_on_arrival_equal_the_training_path_bit_for_bit(size) -> None:
+    """Issue 19: the live frame ring reduces each frame on arrival and the hop only
+    normalises the sampled ones; the model must get exactly what the training path
+    (FrameTransform on whole frames) gives, at any camera size."""
+    from edgehar.app.live import make_rings
+
+    m = make_manifest()
+    h, w = size
+    ts = np.arange(0.0, 8.0, 1.0 / 30.0)
+    rng = np.random.default_rng(h * w)
+    base = rng.integers(0, 256, (ts.size, 12, 16, 3), np.uint8)  # smooth-ish content, upscaled
+    frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in base])
+    ring = make_rings(m, camera=True)["camera"]
+    for t, f in zip(ts, frames):
+        ring.append(float(t), f)
+    sampler = SegmentSampler(3, train=False)
+    live = build_inputs(m, {"camera": ring.window(T0, T1)}, T0, T1, sampler)
+    offline = build_inputs(m, {"camera": FrameSeries(ts, frames)}, T0, T1, sampler)
+    rgb = m.modality_names().index("rgb")
+    assert live.present[rgb] and np.array_equal(live.arrays[rgb], offline.arrays[rgb])

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edgehar.app.backends import load_bundle
+from edgehar.app.config import LATENCY_STAGES
 from edgehar.contract.bundle import BundleError
 from edgehar.cli.demo import run_demo
 from edgehar.models import list_models
@@ -51,8 +52,12 @@ def test_demo_streams_in_real_time_and_writes_json_lines(trained, tmp_path, tran
     manifest, _ = load_bundle(out / "bundle")
     for line in lines:
         assert line["label"] in manifest.labels and line["truth"] in manifest.labels
-        assert set(line["latency_ms"]) == {"sampling", "gaf", "frames", "inference", "total"}
-        assert line["latency_ms"]["total"] >= line["latency_ms"]["inference"] > 0
+        lat = line["latency_ms"]
+        assert set(lat) == {*LATENCY_STAGES, "total"} and lat["inference"] > 0
+        assert abs(sum(lat[k] for k in LATENCY_STAGES) - lat["total"]) < 0.01  # every ms is in a stage
+        # each stream's newest sample is the hop's work plus its delivery lag old (a block, a frame)
+        assert set(line["age_ms"]) == {"camera", "glove", "imu"}
+        assert all(0 <= age - lat["total"] < 1000 for age in line["age_ms"].values()), line["age_ms"]
         assert line["degraded"] is False
         for name in ("glove", "imu"):
             health = line["streams"][name]

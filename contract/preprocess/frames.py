@@ -36,8 +36,22 @@ class FrameTransform:
         frames = np.asarray(frames)
         assert frames.ndim == 4 and frames.shape[-1] == 3, f"frames must be (N, H, W, 3), got {frames.shape}"
         # cv2.resize takes one image at a time; N is the handful of sampled frames.
-        crops = np.stack([self._crop(self._resize(frame)) for frame in frames])  # (N, crop, crop, 3) BGR
-        out = np.empty((frames.shape[0], 3, self.crop, self.crop), dtype=np.float32)  # (N, 3, crop, crop)
+        return self.normalise(np.stack([self.reduce(frame) for frame in frames]))
+
+    def reduce(self, frame: np.ndarray) -> np.ndarray:
+        """One (H, W, 3) BGR frame -> the (crop, crop, 3) BGR square the model sees.
+
+        The live app calls this once per captured frame, on arrival (the camera thread),
+        and keeps only the result: what a hop then costs does not grow with the camera's
+        resolution. `normalise` finishes the job on the frames a window samples.
+        """
+        return self._crop(self._resize(frame))
+
+    def normalise(self, crops: np.ndarray) -> np.ndarray:
+        """(N, crop, crop, 3) uint8 BGR from `reduce` -> (N, 3, crop, crop) float32 RGB."""
+        crops = np.asarray(crops)
+        assert crops.shape[1:] == (self.crop, self.crop, 3), f"reduced frames must be (N, {self.crop}, {self.crop}, 3), got {crops.shape}"
+        out = np.empty((crops.shape[0], 3, self.crop, self.crop), dtype=np.float32)  # (N, 3, crop, crop)
         for c in range(3):  # RGB channel c is BGR channel 2 - c
             np.take(self._table[c], crops[..., 2 - c], out=out[:, c])
         return out

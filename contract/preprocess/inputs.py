@@ -121,7 +121,8 @@ def _frame_input(
     idx = nearest_frames(s.timestamps, times, t0, t1)  # (N,)
     timings["sampling"] += time.perf_counter() - tic
     tic = time.perf_counter()
-    images = transform(s.frames[idx])  # (N, 3, crop, crop)
+    frames = s.frames[idx]  # (N, H, W, 3): a copy of the N sampled frames only
+    images = transform.normalise(frames) if s.reduced else transform(frames)  # (N, 3, crop, crop)
     timings["frames"] += time.perf_counter() - tic
     return images
 
