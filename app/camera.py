@@ -3,6 +3,10 @@
 `--camera` takes what OpenCV takes, chosen once here:
 
     0, 1, ...                       a V4L2 / system camera by index
+    0?width=640&height=480&fps=30&fourcc=MJPG
+                                    ... asking the driver for a size, rate and pixel
+                                    format (MJPG: a USB camera compresses on the device,
+                                    which is how most reach 30 fps at 720p over USB 2)
     path/to/video.mp4               a video file, played at its own fps (loops at the end)
     "nvarguscamerasrc ! ... ! appsink"   a GStreamer pipeline (Jetson CSI cameras); needs
                                     an OpenCV built with GStreamer (pip wheels are not)
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import EdgeharError
+from ..errors import EdgeharError, EdgeharWarning
 from ..firmware_bridge.health import CONNECTED, DOWN, RATE_WINDOW_S, RECONNECTING, StreamHealth
 from ..firmware_bridge.sink import Sink
 
@@ -55,10 +60,38 @@ def has_gstreamer() -> bool:
     return False
 
 
+# What a camera index may ask its driver for, in the order V4L2 wants them set (the pixel
+# format first: it decides which sizes and rates exist).
+_INDEX_OPTIONS = {"fourcc": cv2.CAP_PROP_FOURCC, "width": cv2.CAP_PROP_FRAME_WIDTH,
+                  "height": cv2.CAP_PROP_FRAME_HEIGHT, "fps": cv2.CAP_PROP_FPS}
+
+
+def index_options(spec: str) -> tuple[int, dict[str, float | str]]:
+    """'0?width=640&height=480&fps=30&fourcc=MJPG' -> (0, options); CameraError names a bad one."""
+    index, _, query = str(spec).strip().partition("?")
+    options: dict[str, float | str] = {}
+    for pair in filter(None, query.split("&")):
+        key, _, value = pair.partition("=")
+        if key not in _INDEX_OPTIONS:
+            raise CameraError(spec, f"unknown option {key!r} (known: {', '.join(_INDEX_OPTIONS)})")
+        if key == "fourcc":
+            if len(value) != 4:
+                raise CameraError(spec, f"fourcc={value!r} must be 4 characters, e.g. MJPG or YUYV")
+            options[key] = value
+            continue
+        try:
+            options[key] = float(value)
+        except ValueError:
+            options[key] = -1.0
+        if not options[key] > 0:
+            raise CameraError(spec, f"{key}={value!r} must be a positive number")
+    return int(index), options
+
+
 def camera_kind(spec: str) -> str:
     """'index', 'gstreamer' or 'file'."""
     text = str(spec).strip()
-    if text.isdigit():
+    if text.partition("?")[0].isdigit():
         return "index"
     if "!" in text:
         return "gstreamer"
@@ -98,6 +131,7 @@ class CameraSource:
         self._latest: tuple[float, np.ndarray] | None = None
         self._lock = threading.Lock()
         self._rate: deque = deque(maxlen=512)
+        self._cost: deque = deque(maxlen=64)  # thread CPU s per frame: read, decode, sink
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -105,7 +139,12 @@ class CameraSource:
     def _open_capture(self):
         _quiet_opencv()
         if self.kind == "index":
-            return self._opener(int(self.spec))
+            index, options = index_options(self.spec)
+            cap = self._opener(index)
+            for key in (k for k in _INDEX_OPTIONS if k in options):  # a driver may settle on the nearest it has: open() says so
+                value = options[key]
+                cap.set(_INDEX_OPTIONS[key], cv2.VideoWriter_fourcc(*value) if key == "fourcc" else value)
+            return cap
         if self.kind == "gstreamer":
             if not has_gstreamer():
                 raise CameraError(self.spec, "looks like a GStreamer pipeline, but this OpenCV was built without "
@@ -128,6 +167,8 @@ class CameraSource:
             cap.release()
             raise CameraError(self.spec, "opened, but no frame could be read" + (" (not a video?)" if self.kind == "file" else ""))
         frame = _bgr(frame)
+        if self.kind == "index":
+            _say_what_the_driver_gave(self.spec, frame.shape, float(cap.get(cv2.CAP_PROP_FPS) or 0.0))
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 1.0 <= fps <= 240.0 else 30.0
         self.frame_shape = frame.shape
@@ -173,6 +214,7 @@ class CameraSource:
                     self.state = CONNECTED
                     next_due = self._clock()
                 continue
+            cpu0 = time.thread_time()  # CPU, not wall: a camera's read blocks until its next frame
             ok, frame = self._cap.read()
             if not ok or frame is None:
                 if self.kind == "file" and self.loop_files and self.frames > 0:
@@ -193,7 +235,7 @@ class CameraSource:
                 next_due += 1.0 / self.fps
             else:
                 t = self._clock()
-            self._deliver(t, _bgr(frame))
+            self._deliver(t, _bgr(frame), cpu0)
 
     def _due(self, due: float) -> float | None:
         """Wait for a file's next frame time and return it as the frame's time (None: stopped).
@@ -219,7 +261,9 @@ class CameraSource:
         if self.state == DOWN:
             self._stop.set()
 
-    def _deliver(self, t: float, frame: np.ndarray) -> None:
+    def _deliver(self, t: float, frame: np.ndarray, cpu0: float | None = None) -> None:
+        """Keep the frame as the newest and hand it to the sink; `cpu0`: the thread's CPU
+        time before the read, to account the frame's cost (decode_ms in health)."""
         if self.frame_shape is not None and frame.shape != self.frame_shape:  # replugged at another size
             frame = cv2.resize(frame, (self.frame_shape[1], self.frame_shape[0]), interpolation=cv2.INTER_AREA)
         with self._lock:
@@ -228,6 +272,8 @@ class CameraSource:
             self._rate.append(t)
         if self.sink is not None:
             self.sink(self.name, np.array([t]), frame[None])
+        if cpu0 is not None:
+            self._cost.append(time.thread_time() - cpu0)
 
     # -- reads (any thread) ----------------------------------------------------------------
     def latest(self) -> tuple[float, np.ndarray] | None:
@@ -241,9 +287,21 @@ class CameraSource:
             ts = [t for t in self._rate if t >= (self._rate[-1] if self._rate else 0) - RATE_WINDOW_S]
             rate = (len(ts) - 1) / (ts[-1] - ts[0]) if len(ts) > 2 and ts[-1] > ts[0] else None
             last = self._latest[0] if self._latest else None
+            decode_ms = round(1e3 * sum(self._cost) / len(self._cost), 3) if self._cost else None
         return StreamHealth(self.name, self.spec, self.state, device=f"camera {self.spec}",
                             rate_hz=None if rate is None else round(rate, 2), samples=self.frames, frames=self.frames,
-                            lost_blocks=self.lost, outages=self.outages, last_sample_t=last, last_error=self.last_error)
+                            lost_blocks=self.lost, outages=self.outages, last_sample_t=last, last_error=self.last_error,
+                            decode_ms=decode_ms)
+
+
+def _say_what_the_driver_gave(spec: str, shape: tuple[int, ...], fps: float) -> None:
+    """A driver answers a size or rate it lacks with the nearest it has: one warning line."""
+    asked = index_options(spec)[1]
+    got = {"width": shape[1], "height": shape[0], "fps": fps}
+    off = [f"{k} {asked[k]:g} (got {got[k]:g})" for k in ("width", "height", "fps")
+           if k in asked and got[k] and abs(got[k] - asked[k]) > 0.5]
+    if off:
+        warnings.warn(EdgeharWarning(f"camera {spec!r}: the driver did not take " + ", ".join(off)), stacklevel=2)
 
 
 def _bgr(frame: np.ndarray) -> np.ndarray:

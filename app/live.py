@@ -280,7 +280,7 @@ class LiveSummary:
 
 
 # Health fields carried in each JSON prediction line.
-_HEALTH_FIELDS = ("state", "rate_hz", "lost_blocks", "crc_errors", "outages", "battery_pct")
+_HEALTH_FIELDS = ("state", "rate_hz", "lost_blocks", "crc_errors", "outages", "battery_pct", "decode_ms")
 _VIEW_SLEEP_S = 0.02  # the most the loop sleeps at once while a view is drawn (keys stay responsive)
 
 

@@ -53,6 +53,9 @@ class StreamHealth:
     drift_ppm: float | None = None
     clock_ready: bool = False
     last_error: str = ""
+    # cameras: CPU ms the camera thread spends per frame (read + decode + reduce to the
+    # model's size, not the wait for the frame), mean over its last frames
+    decode_ms: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

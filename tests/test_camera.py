@@ -53,6 +53,26 @@ def test_a_video_file_streams_in_real_time_with_timestamps(video):
     assert t == times[-1] and frame.shape == (48, 64, 3)
     health = cam.health()
     assert health.state == "down" and health.frames == len(got)  # stopped
+    # the camera thread's CPU per frame (read, decode, the sink): real work, far below a frame period
+    assert health.decode_ms is not None and 0 < health.decode_ms < 1e3 / cam.fps
+
+
+def test_decode_ms_counts_the_sink_in_the_camera_thread(video):
+    """Issue 19: a frame's cost on the camera thread (decode + reduce) is visible in health."""
+    import time
+
+    def slow_sink(name, t, f):  # busy, not sleeping: CPU is what decode_ms measures
+        end = time.thread_time() + 0.005
+        while time.thread_time() < end:
+            pass
+
+    cam = CameraSource(str(video), sink=slow_sink)
+    cam.start()
+    try:
+        assert _wait(lambda: cam.health().samples >= 6)
+    finally:
+        cam.stop()
+    assert cam.health().decode_ms >= 5.0
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -118,3 +138,62 @@ def test_an_unplugged_camera_reconnects(monkeypatch):
         assert cam.health().outages == 1
     finally:
         cam.stop()
+
+
+class _V4L2Driver:
+    """A camera index at the opener seam (no camera here): takes the pixel format and
+    rate it is asked for, but has only 640x480 frames, as a driver answers a size it lacks."""
+
+    calls: list = []
+
+    def __init__(self, index):
+        self.index, self.props = index, {}
+
+    def isOpened(self):
+        return True
+
+    def set(self, prop, value):
+        _V4L2Driver.calls.append((prop, value))
+        self.props[prop] = value
+        return True
+
+    def read(self):
+        return True, np.zeros((480, 640, 3), np.uint8)
+
+    def get(self, prop):
+        return self.props.get(prop, 0.0)
+
+    def release(self):
+        pass
+
+
+def test_a_camera_index_asks_its_driver_for_format_size_and_rate_and_says_what_it_got():
+    """Issue 19: USB cameras reach 30 fps at 720p as MJPG; the spec asks the driver for it."""
+    import cv2
+
+    from edgehar.app.camera import index_options
+    from edgehar.errors import EdgeharWarning
+
+    assert camera_kind("2?width=1280&height=720") == "index"
+    assert index_options("2?fourcc=MJPG&width=1280&fps=30") == (2, {"fourcc": "MJPG", "width": 1280.0, "fps": 30.0})
+    _V4L2Driver.calls = []
+    cam = CameraSource("2?width=1280&height=720&fps=30&fourcc=MJPG", opener=_V4L2Driver)
+    with pytest.warns(EdgeharWarning, match=r"did not take width 1280 \(got 640\), height 720 \(got 480\)$"):
+        assert cam.open() == (480, 640, 3)
+    cam.stop()
+    # the pixel format first (it decides which sizes exist), then the size, then the rate
+    assert [p for p, _ in _V4L2Driver.calls] == [cv2.CAP_PROP_FOURCC, cv2.CAP_PROP_FRAME_WIDTH,
+                                                 cv2.CAP_PROP_FRAME_HEIGHT, cv2.CAP_PROP_FPS]
+    assert _V4L2Driver.calls[0][1] == cv2.VideoWriter_fourcc(*"MJPG") and cam.fps == 30
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("0?widht=640", "unknown option 'widht' (known: fourcc, width, height, fps)"),
+    ("0?width=-5", "width='-5' must be a positive number"),
+    ("0?fps=fast", "fps='fast' must be a positive number"),
+    ("0?fourcc=MJPEG", "fourcc='MJPEG' must be 4 characters"),
+])
+def test_bad_camera_index_options_are_one_line(spec, message):
+    with pytest.raises(CameraError) as exc:
+        CameraSource(spec, opener=_V4L2Driver).open()
+    assert str(exc.value) == f"camera {spec!r}: {message}" + (", e.g. MJPG or YUYV" if "fourcc" in spec else "")

@@ -78,3 +78,32 @@ def test_bench_flags_reach_run_bench(monkeypatch, tmp_path, capsys):
     assert callable(log)
     main(["bench", "a", "--meter", "rapl"])
     assert got["meter"] == "rapl" and got["dense"] is True and got["gaf_reps"] == 20 and got["runs"] == 200
+
+
+def _edgehar(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgehar", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_version_and_a_bare_edgehar_as_other_tools_do():
+    import importlib.metadata
+
+    version = _edgehar("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"edgehar {importlib.metadata.version('edgehar')}"
+    bare = _edgehar()
+    assert bare.returncode == 0 and bare.stdout.startswith("usage: edgehar") and "demo" in bare.stdout and not bare.stderr
+
+
+def test_typos_get_the_verbs_usage_and_a_did_you_mean_never_a_prefix_match():
+    """Issue 14: `--sec 5` silently meant `--seconds 5` (argparse's prefix matching), an
+    unknown flag got the top level's usage, and a mistyped verb no suggestion."""
+    verb = _edgehar("dmeo")
+    assert verb.returncode == 2 and "invalid choice: 'dmeo'" in verb.stderr and verb.stderr.rstrip().endswith("did you mean 'demo'?")
+    prefix = _edgehar("live", "--sec", "5")
+    assert prefix.returncode == 2 and prefix.stderr.startswith("usage: edgehar live")
+    assert prefix.stderr.rstrip().endswith("unrecognized arguments: --sec 5; did you mean '--seconds'?")
+    flag = _edgehar("live", "--secnds", "5")
+    assert flag.returncode == 2 and flag.stderr.startswith("usage: edgehar live")
+    assert flag.stderr.rstrip().endswith("error: unrecognized arguments: --secnds 5; did you mean '--seconds'?")
+    nested = _edgehar("simulate", "glove", "--serial", "--sede", "3")
+    assert nested.returncode == 2 and nested.stderr.startswith("usage: edgehar simulate glove")
+    assert nested.stderr.rstrip().endswith("did you mean '--seed'?")

@@ -26,11 +26,60 @@ def _names(text: str) -> tuple[str, ...]:
     return names
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse as users of git or pip expect it: a flag is never matched by a prefix of
+    its name (`--sec` is not `--seconds`: a prefix that matched today breaks when a flag
+    is added tomorrow), and a mistyped verb or flag gets a did-you-mean."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        super().error(message + _did_you_mean(message, self))
+
+
+def _did_you_mean(message: str, parser: argparse.ArgumentParser) -> str:
+    """'; did you mean ...?' for argparse's invalid-choice and unrecognized-arguments errors."""
+    import difflib
+    import re
+
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if choice:
+        bad, known = choice.group(1), re.findall(r"'([^']*)'", choice.group(2))
+    elif message.startswith("unrecognized arguments: "):
+        flags = [w.split("=")[0] for w in message.split(": ", 1)[1].split() if w.startswith("-")]
+        bad, known = (flags[0] if flags else ""), list(parser._option_string_actions)
+    else:
+        return ""
+    close = difflib.get_close_matches(bad, known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser of the verb that was given: `simulate glove`'s, not `simulate`'s."""
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None or getattr(args, sub.dest, None) not in sub.choices:
+            return parser
+        parser = sub.choices[getattr(args, sub.dest)]
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("edgehar")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="edgehar",
         description="Live multimodal activity recognition (glove + IMU + camera) on edge boards.",
     )
+    p.add_argument("--version", action="version", version=f"edgehar {_version()}")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     demo = verbs.add_parser("demo", help="run the live path on simulated devices (no hardware needed)")
@@ -463,7 +512,14 @@ def _one_line_warnings(verb: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:  # a bare `edgehar`: what it can do, not an error
+        parser.print_help()
+        return 0
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the verb's usage and a did-you-mean from its flags, not the top level's
+        _innermost(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     _one_line_warnings(args.verb)
     try:
         return args.run(args)
