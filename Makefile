@@ -1,11 +1,12 @@
 # Two entry points on a fresh clone, each creating the venv it needs:
-#   make demo   - install edgehar with training support and run the live demo
+#   make demo   - install edgehar with its LiteRT runtime (no torch) and run the live demo on
+#                 the default bundle shipped in the package
 #   make test   - install edgehar with test tools (+ xvfb, xdotool) and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 DEMO_ARGS ?= --seconds 60 --json demo.jsonl
 
-.PHONY: demo test gui-test-tools clean
+.PHONY: demo test gui-test-tools bundles clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +18,10 @@ $(VENV)/bin/python:
 DROP_HEADLESS_OPENCV = if $(VENV)/bin/pip show --quiet opencv-python-headless >/dev/null 2>&1; then \
 	$(VENV)/bin/pip uninstall --quiet -y opencv-python-headless opencv-python; fi
 
-$(VENV)/.train: pyproject.toml | $(VENV)/bin/python
+# The demo needs no torch: it runs the default bundle shipped in the package on LiteRT.
+$(VENV)/.litert: pyproject.toml | $(VENV)/bin/python
 	$(DROP_HEADLESS_OPENCV)
-	$(VENV)/bin/pip install --quiet -e '.[train]'
+	$(VENV)/bin/pip install --quiet -e '.[litert]'
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(VENV)/bin/python
@@ -27,8 +29,18 @@ $(VENV)/.dev: pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: $(VENV)/.train
+demo: $(VENV)/.litert
 	$(VENV)/bin/edgehar demo $(DEMO_ARGS)
+
+# The default bundles shipped in the package (edgehar/bundles/): the default MMTSA
+# trained by the project's own command (default config and seed), exported to LiteRT
+# and ExecuTorch int8. About 10 minutes; commit what it writes.
+SHIPPED = edgehar/bundles/default-mmtsa-v1
+bundles: $(VENV)/.dev
+	rm -rf runs/default-mmtsa $(SHIPPED)
+	$(VENV)/bin/edgehar train --out runs/default-mmtsa
+	$(VENV)/bin/edgehar export runs/default-mmtsa/bundle --format litert --precision int8 --out $(SHIPPED)/litert-int8
+	$(VENV)/bin/edgehar export runs/default-mmtsa/bundle --format executorch --precision int8 --out $(SHIPPED)/executorch-int8
 
 # The window tests open OpenCV's real window on a virtual X display (Debian's xvfb) and
 # press its keys (xdotool); installed here when missing (CI runs as root on Debian).

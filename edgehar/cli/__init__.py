@@ -511,6 +511,21 @@ def _one_line_warnings(verb: str) -> None:
     warnings.showwarning = show
 
 
+# The extra that installs a package a verb may import only when it runs: a deploy-only
+# board (`pip install 'edgehar[litert]'`) has no torch, and a verb that needs it says
+# what to install in one line instead of a ModuleNotFoundError traceback.
+_EXTRA_OF = {"torch": "train", "torchvision": "train", "torchao": "train", "pyts": "train",
+             "executorch": "executorch", "litert_torch": "export", "ai_edge_litert": "litert", "yaml": "yaml"}
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """'needs torch (pip install ...)' when `exc` is a package one of our extras installs."""
+    top = (exc.name or "").split(".")[0]
+    if top not in _EXTRA_OF:
+        return None
+    return f"this needs {top}, which is not installed here: pip install 'edgehar[{_EXTRA_OF[top]}]'"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     argv = sys.argv[1:] if argv is None else argv
@@ -525,6 +540,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except EdgeharError as exc:
         print(f"edgehar {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        why = _missing_extra(exc)
+        if why is None:  # not an extra of ours: a bug, keep the traceback
+            raise
+        print(f"edgehar {args.verb}: error: {why}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -27,16 +27,39 @@ from ..simulator.world import SimulatedWorld
 DemoSummary = LiveSummary
 
 
+# The default MMTSA as it ships inside the package (`make bundles` regenerates it: the
+# project's own `edgehar train` with its default seed, then `edgehar export` to each
+# format), best first, with the module each runtime needs. A deploy-only board runs
+# the LiteRT one without torch and without training anything.
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "bundles" / "default-mmtsa-v1"
+SHIPPED = (("litert-int8", ("ai_edge_litert", "tflite_runtime")), ("executorch-int8", ("executorch",)))
+
+
+def shipped_bundle() -> Path | None:
+    """The best shipped default bundle a runtime installed here can run, or None."""
+    from importlib.util import find_spec
+
+    for name, modules in SHIPPED:
+        folder = SHIPPED_DIR / name
+        if (folder / "manifest.json").is_file() and any(find_spec(m) is not None for m in modules):
+            return folder
+    return None
+
+
 def default_bundle(progress: bool = True) -> Path:
-    """The cached default MMTSA bundle, trained on the simulated data set on first use.
-    The only place the runtime may import torch (training), lazily."""
+    """The shipped default MMTSA bundle the installed runtimes can run; without one, the
+    cached eager bundle, trained on the simulated data set on first use (the only place
+    the runtime may import torch, lazily)."""
+    shipped = shipped_bundle()
+    if shipped is not None:
+        return shipped
     from ..models.datasets import default_bundle_dir
 
     bundle = default_bundle_dir()
     folder = bundle.parent
     if not (bundle / "manifest.json").is_file():
-        print("edgehar: no bundle given and no cached default; training the default MMTSA once "
-              f"(simulated data, a few minutes) into {folder}", file=sys.stderr)
+        print("edgehar: no bundle given, no runtime here for the shipped ones and no cached default; training "
+              f"the default MMTSA once (simulated data, a few minutes) into {folder}", file=sys.stderr)
         from ..models.train import TrainConfig, train
 
         metrics = train(TrainConfig(out=str(folder)), progress=progress)
