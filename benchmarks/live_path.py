@@ -180,7 +180,11 @@ def plot(result: dict, path: Path, size: tuple[int, int] = (900, 560)) -> Path:
     cv2.line(img, to_px(0, 0), to_px(0, y_hi), black, 1)
     for tick in np.linspace(0, y_hi, 5):
         cv2.putText(img, f"{tick:.0f}", (10, to_px(0, tick)[1] + 5), font, 0.45, black, 1, cv2.LINE_AA)
-    cv2.putText(img, "camera megapixels", (w // 2 - 80, h - 15), font, 0.5, black, 1, cv2.LINE_AA)
+    for r in {r["camera"]: r for r in runs}.values():  # one tick per camera size
+        x = to_px(r["pixels"] / 1e6, 0)[0]
+        cv2.line(img, (x, h - bottom), (x, h - bottom + 5), black, 1)
+        cv2.putText(img, r["camera"], (x - 30, h - bottom + 20), font, 0.4, black, 1, cv2.LINE_AA)
+    cv2.putText(img, "camera (x: megapixels)", (w // 2 - 100, h - 8), font, 0.5, black, 1, cv2.LINE_AA)
     cv2.putText(img, "total latency ms (p50 thick, p99 thin)", (left, 25), font, 0.5, black, 1, cv2.LINE_AA)
     colours = [(200, 80, 30), (40, 150, 40), (30, 30, 200), (150, 50, 150)]
     for i, key in enumerate(dict.fromkeys(f"{r['format']} {r['precision']}" for r in runs)):
