@@ -80,14 +80,18 @@ class Prediction:
         }
 
 
-def make_rings(manifest: Manifest, camera: bool) -> dict[str, SensorRing | FrameRing]:
+def make_rings(manifest: Manifest, camera: bool, camera_fps: float | None = None) -> dict[str, SensorRing | FrameRing]:
     """One bounded ring per manifest stream, sized to hold `_RING_WINDOWS` windows.
 
     The frame ring keeps frames reduced to the model's input size (FrameRing), so its
-    memory is the bundle's business, not the camera's."""
+    memory is the bundle's business, not the camera's. It is sized for the faster of
+    the bundle's frame rate and the camera's own (`camera_fps`): a 60 fps camera under a
+    30 fps bundle would otherwise leave it one window deep, and a hop's window view
+    (FrameRing.window) would be overwritten while it is read."""
     rings: dict[str, SensorRing | FrameRing] = {}
     for s in manifest.streams:
-        capacity = max(8, int(np.ceil(s.rate_hz * manifest.window_s * _RING_WINDOWS)))
+        rate = max(s.rate_hz, camera_fps or 0.0) if s.kind == "camera" else s.rate_hz
+        capacity = max(8, int(np.ceil(rate * manifest.window_s * _RING_WINDOWS)))
         if s.kind == "camera":
             assert camera, "a camera stream needs a camera"
             rings[s.name] = FrameRing(FrameTransform.from_manifest(manifest), capacity)
@@ -295,7 +299,7 @@ def run_live(manifest: Manifest, backend: Backend, sources, options: LiveOptions
     cam = next((s for s in manifest.streams if s.kind == "camera"), None)
     if cam is not None and frame_shape is None:
         raise display.ViewError(f"the bundle reads camera stream {cam.name!r} but no camera was given")
-    rings = make_rings(manifest, frame_shape is not None)
+    rings = make_rings(manifest, frame_shape is not None, sources.camera_fps)
     sources.add_sink(_ring_sink(rings))
     scheduler = WindowScheduler(manifest, backend, rings)
     smoother = Smoother(len(manifest.labels), options.smoothing, options.smoothing_k)

@@ -99,6 +99,11 @@ class Sources:
         cam = (self.camera_name,) if self.camera_spec is not None else ()
         return tuple(self.devices) + self.feed_names + cam
 
+    @property
+    def camera_fps(self) -> float | None:
+        """The frame rate the opened camera reports (None: no camera, or not opened yet)."""
+        return self.camera.fps if self.camera is not None else None
+
     def add_sink(self, sink: Sink) -> None:
         self._sinks.append(sink)
 

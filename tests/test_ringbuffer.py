@@ -82,3 +82,16 @@ def test_a_frame_window_is_a_view_that_holds_until_the_ring_laps_it():
         ring.append(float(i), value(i))
     np.testing.assert_array_equal(w.frames[:, 0, 0, 0], [7, 8, 9, 10])
     np.testing.assert_array_equal(w.timestamps, [7, 8, 9, 10])
+
+
+def test_the_frame_ring_holds_two_windows_of_a_camera_faster_than_the_bundle():
+    """A 60 fps camera under a 30 fps bundle: two windows of its frames, not one (a one-window
+    ring would overwrite the hop's window view while it is read)."""
+    from live_helpers import sim_manifest
+
+    from edgehar.app.live import make_rings
+
+    m = sim_manifest(window_s=3.0)
+    assert make_rings(m, camera=True)["camera"].capacity == 180  # 30 fps x 3 s x 2
+    assert make_rings(m, camera=True, camera_fps=60.0)["camera"].capacity == 360
+    assert make_rings(m, camera=True, camera_fps=15.0)["camera"].capacity == 180  # never below the bundle's
