@@ -179,6 +179,9 @@ def test_a_backlog_read_at_once_keeps_the_stream_and_its_clock_sane(t0_us, backl
 class FirehoseTransport(Transport):
     """Blocks ready without end: its chunk iterator never suspends (a backlog that does not stop)."""
 
+    pause_s = 0.0  # between blocks; 0: never suspends
+    samples = 2  # per block
+
     async def connect(self):
         pass
 
@@ -186,29 +189,21 @@ class FirehoseTransport(Transport):
         pass
 
     async def chunks(self):
-        d = sim_descriptor("imu", "FIREHOSE-1")
+        d = sim_descriptor("imu", type(self).__name__.upper())
         yield Chunk(self.clock(), encode_frame(d))
+        step_us = int(1e6 * self.samples / 100)  # the descriptor's 100 Hz
         for k in range(10**9):
-            raw = np.full((2, len(d.channels)), 1, np.int16)
-            yield Chunk(self.clock(), encode_frame(SampleBlock(k % 65536, (k * 20_000) % 2**32, raw)))
+            if self.pause_s:
+                await asyncio.sleep(self.pause_s)
+            raw = np.full((self.samples, len(d.channels)), 1, np.int16)
+            yield Chunk(self.clock(), encode_frame(SampleBlock(k % 65536, (k * step_us) % 2**32, raw)))
 
 
-class PacedTransport(Transport):
+class PacedTransport(FirehoseTransport):
     """A device on the event loop itself (as serial and BLE are): one block every 10 ms."""
 
-    async def connect(self):
-        pass
-
-    async def close(self):
-        pass
-
-    async def chunks(self):
-        d = sim_descriptor("imu", "PACED-1")
-        yield Chunk(self.clock(), encode_frame(d))
-        for k in range(10**9):
-            await asyncio.sleep(0.01)
-            raw = np.zeros((1, len(d.channels)), np.int16)
-            yield Chunk(self.clock(), encode_frame(SampleBlock(k % 65536, (k * 10_000) % 2**32, raw)))
+    pause_s = 0.01
+    samples = 1
 
 
 def test_stop_returns_while_a_stream_works_through_a_backlog():
