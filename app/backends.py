@@ -1,6 +1,6 @@
 """Inference backends: load a bundle, run its model on numpy inputs.
 
-One small interface (`__init__(model_path, num_threads)`, `run`) with one class per
+One small interface (`__init__(model_path, num_threads)`, `run`, `io`) with one class per
 runtime, chosen by the bundle's manifest `format` — the app never branches on the
 runtime elsewhere. A format's backend is the entry point its FORMATS row names in the
 `edgehar.backends` group (these classes are registered in pyproject.toml), so another
@@ -18,17 +18,28 @@ import struct
 import warnings
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from ..contract.bundle import BundleError, model_path, read_manifest
+from ..contract.bundle import BundleError, file_sha256, model_path, read_manifest
 from ..contract.formats import FORMATS
-from ..contract.manifest import Manifest
+from ..contract.manifest import Manifest, TensorSpec
 from ..plugins import PluginError, load_plugin, plugin_names
 
 BACKEND_GROUP = "edgehar.backends"  # entry-point group: backend name -> Backend class
+
+
+class Tensor(NamedTuple):
+    """A model file's tensor as its runtime reports it (the manifest adds role and layout)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # numpy dtype name
+    scale: float = 0.0  # int8: real = scale * (q - zero_point)
+    zero_point: int = 0
 
 
 class Backend(Protocol):
@@ -36,6 +47,10 @@ class Backend(Protocol):
 
     def run(self, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
         """inputs: one float32 array per modality, each (B, N, C, H, W) -> logits (B, classes)."""
+        ...
+
+    def io(self) -> tuple[list[Tensor], list[Tensor]]:
+        """The model's input tensors (in argument order) and output tensors, as loaded."""
         ...
 
 
@@ -56,7 +71,8 @@ class EagerBackend:
         self._torch = torch
         try:
             with _quiet(_TORCH_LOADER_LOGGERS):
-                self._module = torch.export.load(str(model_path)).module()
+                self._program = torch.export.load(str(model_path))
+                self._module = self._program.module()
         except Exception as exc:  # torch raises many types for a bad file
             reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
             if "warnings above" in reason:  # torch points at the warnings _quiet silenced
@@ -67,6 +83,20 @@ class EagerBackend:
         with self._torch.no_grad():
             out = self._module(*(self._torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
         return out.numpy()
+
+    def io(self) -> tuple[list[Tensor], list[Tensor]]:
+        # the program's graph holds each user input's placeholder and the output node, with
+        # the fake tensors torch.export traced them with (static shapes: batch 1)
+        graph, signature = self._program.graph, self._program.graph_signature
+        nodes = {n.name: n for n in graph.nodes if n.op == "placeholder"}
+        returned = next(n for n in graph.nodes if n.op == "output").args[0]
+        returned = returned[len(returned) - len(signature.user_outputs):]  # buffer mutations come first
+
+        def tensor(name: str, val) -> Tensor:
+            return Tensor(name, tuple(int(v) for v in val.shape), str(val.dtype).removeprefix("torch."))
+
+        return ([tensor(name, nodes[name].meta["val"]) for name in signature.user_inputs],
+                [tensor(name, node.meta["val"]) for name, node in zip(signature.user_outputs, returned)])
 
 
 class ExecuTorchBackend:
@@ -87,13 +117,24 @@ class ExecuTorchBackend:
             _unsafe_reset_threadpool(num_threads)  # XNNPACK's threadpool is process-wide
         self._torch = torch
         try:
-            self._method = Runtime.get().load_program(str(model_path)).load_method("forward")
+            program = Runtime.get().load_program(str(model_path))
+            self._method = program.load_method("forward")
+            self._meta = program.metadata("forward")
         except Exception as exc:  # the runtime raises RuntimeError/ValueError with an error code
             raise BundleError(f"cannot load {str(model_path)!r} as an ExecuTorch program: {exc}".splitlines()[0]) from None
 
     def run(self, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
         outputs = self._method.execute([self._torch.from_numpy(np.ascontiguousarray(x, np.float32)) for x in inputs])
         return outputs[0].numpy()
+
+    def io(self) -> tuple[list[Tensor], list[Tensor]]:
+        # a .pte keeps no tensor names: they are called by position, as the runtime's API does
+        def tensor(name: str, info) -> Tensor:
+            return Tensor(name, tuple(int(v) for v in info.sizes()), _ET_DTYPES.get(int(info.dtype()), str(info.dtype())))
+
+        meta = self._meta
+        return ([tensor(f"args_{i}", meta.input_tensor_meta(i)) for i in range(meta.num_inputs())],
+                [tensor(f"output_{i}", meta.output_tensor_meta(i)) for i in range(meta.num_outputs())])
 
 
 class LiteRTBackend:
@@ -134,6 +175,41 @@ class LiteRTBackend:
         self._interp.invoke()
         out = self._interp.get_tensor(self._output["index"])
         return _from_tensor(out, self._output)
+
+    def io(self) -> tuple[list[Tensor], list[Tensor]]:
+        def tensor(detail: dict) -> Tensor:
+            scale, zero = detail["quantization"]
+            return Tensor(str(detail["name"]), tuple(int(v) for v in detail["shape"]), np.dtype(detail["dtype"]).name,
+                          float(scale), int(zero))
+
+        return [tensor(d) for d in self._inputs], [tensor(d) for d in self._interp.get_output_details()]
+
+
+# ExecuTorch's ScalarType codes (c10/core/ScalarType.h order) -> numpy dtype names
+_ET_DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64", 11: "bool"}
+# the axes of each modality type's input (contract/manifest.py `input_shapes`, batch first)
+_LAYOUTS = {"frames": "B,N,C,H,W", "gaf": "B,N,C,H,W", "series": "B,N,C,K"}
+
+
+def with_model_io(manifest: Manifest, model_file: Path, backend: Backend) -> Manifest:
+    """`manifest` with the listing of `model_file`'s tensors, read from the runtime that
+    loaded it (`backend`), and the file's sha256: what train and export write, so that a
+    user of any runtime can wire the model from the manifest alone and a changed or
+    corrupted file is caught at load."""
+    inputs, outputs = backend.io()
+    if len(inputs) != len(manifest.modalities):
+        raise BundleError(f"{str(model_file)!r} takes {len(inputs)} inputs; the manifest has "
+                          f"{len(manifest.modalities)} modalities")
+
+    def spec(t: Tensor, role: str, layout: str) -> TensorSpec:
+        return TensorSpec(t.name, role, t.shape, t.dtype, layout, t.scale, t.zero_point)
+
+    return replace(
+        manifest,
+        inputs=tuple(spec(t, m.name, _LAYOUTS[m.type]) for t, m in zip(inputs, manifest.modalities)),
+        outputs=tuple(spec(t, "logits", "B,L") for t in outputs),
+        model_sha256=file_sha256(model_file),
+    )
 
 
 # -- what a model file must look like before a native loader sees it -------------------

@@ -8,6 +8,7 @@ runtime's backends (app/backends.py) open the model; all of them read the folder
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from ..errors import EdgeharError
@@ -30,8 +31,22 @@ def read_manifest(folder: str | Path) -> Manifest:
 
 
 def model_path(folder: str | Path, manifest: Manifest) -> Path:
-    """The bundle's model file; BundleError when the manifest names one that is not there."""
+    """The bundle's model file; BundleError when the manifest names one that is not there,
+    or one whose bytes are not those the manifest's `model_sha256` was taken from (a file
+    swapped, edited or cut short after export would otherwise run, or crash a native loader)."""
     path = Path(folder) / manifest.model_file
     if not path.is_file():
         raise BundleError(f"bundle {str(folder)!r} has no model file {manifest.model_file!r}")
+    if manifest.model_sha256 and (found := file_sha256(path)) != manifest.model_sha256:
+        raise BundleError(f"model file {str(path)!r} does not match its manifest (sha256 {found[:12]}..., "
+                          f"manifest says {manifest.model_sha256[:12]}...): changed or corrupted since it was written")
     return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -68,6 +68,26 @@ class ModalitySpec:
 
 
 @dataclass(frozen=True)
+class TensorSpec:
+    """One tensor the model file takes or gives, as its own runtime sees it.
+
+    The listing a C++ / Android / ONNX user needs to wire the model with no Python: the
+    tensor's name in the file, what it carries, its full shape (batch axis first), its
+    element type and, for int8 tensors, the affine mapping real = scale * (q - zero_point).
+    Written by `edgehar train` and `edgehar export` from the runtime that loaded the file
+    (app/backends.py `with_model_io`), so it describes the file, not what we hoped to write.
+    """
+
+    name: str  # the tensor's name in the model file (LiteRT/ONNX names; "args_<i>" where the file has none)
+    role: str  # the modality it carries (ModalitySpec.name), in argument order, or "logits"
+    shape: tuple[int, ...]  # full shape, batch first
+    dtype: str  # numpy dtype name: "float32", "int8", ...
+    layout: str  # the axes of `shape`, e.g. "B,N,C,H,W" (B batch, N segments, C channels)
+    scale: float = 0.0  # int8 tensors only (0 for float ones): real = scale * (q - zero_point)
+    zero_point: int = 0
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Input contract + identity of a trained model bundle."""
 
@@ -90,6 +110,11 @@ class Manifest:
     precision: str = "fp32"
     model_file: str = get_format("eager").model_file  # the file the default format writes
     metrics: dict[str, Any] = field(default_factory=dict)  # test figures, for people
+    # The model file's tensors and bytes, filled when a bundle is written; empty in a
+    # hand-written manifest or a bundle written before they existed (then unchecked).
+    inputs: tuple[TensorSpec, ...] = ()  # one per modality, in modality (= argument) order
+    outputs: tuple[TensorSpec, ...] = ()
+    model_sha256: str = ""  # hex digest of model_file, checked when the bundle is loaded
     version: int = MANIFEST_VERSION
 
     def __post_init__(self) -> None:
@@ -273,3 +298,15 @@ def _validate(m: Manifest) -> None:
     check(0 < m.frame_crop <= m.frame_resize, "frame_crop", f"{m.frame_crop!r} must be in (0, frame_resize={m.frame_resize}]")
     check(len(m.frame_mean) == 3 and len(m.frame_std) == 3, "frame_mean", "mean and std need 3 values (RGB)")
     check(all(s > 0 for s in m.frame_std), "frame_std", f"{m.frame_std!r} must be > 0")
+    check(m.model_sha256 == "" or (len(m.model_sha256) == 64 and all(c in "0123456789abcdef" for c in m.model_sha256)),
+          "model_sha256", f"{m.model_sha256!r} is not a lowercase hex sha256 (64 characters)")
+    if m.inputs:
+        roles = tuple(t.role for t in m.inputs)
+        check(roles == m.modality_names(), "inputs", f"roles {list(roles)} must be the modalities in order {list(m.modality_names())}")
+        for i, (t, shape) in enumerate(zip(m.inputs, m.input_shapes())):
+            check(tuple(t.shape[1:]) == shape, f"inputs[{i}].shape",
+                  f"{list(t.shape)} does not end in the modality's input shape {list(shape)}")
+    for where, tensors in (("inputs", m.inputs), ("outputs", m.outputs)):
+        for i, t in enumerate(tensors):
+            check(len(t.layout.split(",")) == len(t.shape), f"{where}[{i}].layout",
+                  f"{t.layout!r} does not name the {len(t.shape)} axes of shape {list(t.shape)}")

@@ -13,8 +13,8 @@ Steps, the same for every row of the FORMATS table (contract/formats.py):
    agreement, SQNR of the logits, accuracy and accuracy drop.
 5. Floor: agreement >= `min_agreement` (0.98) and accuracy drop <= `max_accuracy_drop`
    (0.01 = 1 point). Pass: `out_dir` becomes a self-contained bundle (model file +
-   manifest.json with format, precision, model_file, and the fidelity and calibration
-   figures under `metrics`). Fail: nothing is written at `out_dir`; the files go to
+   manifest.json with format, precision, model_file, the file's tensors as its runtime
+   loaded them and its sha256, and the fidelity and calibration figures under `metrics`). Fail: nothing is written at `out_dir`; the files go to
    `<out_dir>.rejected/` with `manifest.rejected.json` and `REJECTED.txt` (the reason),
    which `load_bundle` refuses because there is no manifest.json.
 
@@ -150,7 +150,7 @@ def export_bundle(source: str | Path, out_dir: str | Path, format: str, precisio
         result.export["seconds"] = round(time.perf_counter() - started, 1)
         result.size_bytes = model_path.stat().st_size
 
-        from ..app.backends import open_backend
+        from ..app.backends import open_backend, with_model_io
 
         try:
             backend = open_backend(fmt.name, model_path, num_threads=threads)
@@ -175,7 +175,7 @@ def export_bundle(source: str | Path, out_dir: str | Path, format: str, precisio
             return result
         result.status = "ok"
         out_manifest = _exported_manifest(manifest, fmt, precision, result, test_labels, outputs)
-        out_manifest.save(staging)
+        with_model_io(out_manifest, model_path, backend).save(staging)
         _replace_folder(staging, out_dir)
         result.out_dir = out_dir
         result.files = [out_dir / fmt.model_file, out_dir / MANIFEST_NAME]

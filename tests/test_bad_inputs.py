@@ -80,12 +80,22 @@ def _real_bundle(tmp_path_factory, fmt: str) -> Path:
     return tiny_export(tmp_path_factory, fmt, "fp32").out_dir
 
 
+def _unsealed_copy(tmp_path_factory, fmt: str, folder: Path) -> Path:
+    """A copy of a real bundle whose manifest has no model_sha256 (hand-written, or from
+    before manifests carried one): then only the file sniff stands between a bad model
+    file and the native loader, which is what these tests exercise."""
+    shutil.copytree(_real_bundle(tmp_path_factory, fmt), folder)
+    data = json.loads((folder / "manifest.json").read_text())
+    data["model_sha256"] = ""
+    (folder / "manifest.json").write_text(json.dumps(data))
+    return folder
+
+
 # -- model files: sniffed before a native loader sees them ----------------------------------
 @pytest.mark.parametrize("fmt", ["eager", "executorch", "litert"])
 @pytest.mark.parametrize("case", ["garbage", "empty", "truncated", "truncated_head"])
 def test_a_model_file_that_is_not_its_format_is_one_quiet_line(tmp_path_factory, tmp_path, capfd, fmt, case):
-    folder = tmp_path / "bundle"
-    shutil.copytree(_real_bundle(tmp_path_factory, fmt), folder)
+    folder = _unsealed_copy(tmp_path_factory, fmt, tmp_path / "bundle")
     model = next(folder.glob("model.*"))
     data = model.read_bytes()
     model.write_bytes({"garbage": TEXT_GARBAGE, "empty": b"", "truncated": data[: len(data) // 2],
@@ -105,6 +115,24 @@ def test_a_model_file_that_is_not_its_format_is_one_quiet_line(tmp_path_factory,
     assert expect in message
     _, stderr = capfd.readouterr()
     assert not stderr.strip(), stderr  # no native loader log, no torch traceback, no warnings
+
+
+@pytest.mark.parametrize("fmt", ["eager", "executorch", "litert"])
+def test_a_model_file_changed_after_it_was_written_fails_its_sha256(tmp_path_factory, tmp_path, capfd, fmt):
+    """Every bundle train and export write carries its model file's sha256: one changed
+    byte (which a sniff cannot see) is refused before any runtime reads the file."""
+    folder = tmp_path / "bundle"
+    shutil.copytree(_real_bundle(tmp_path_factory, fmt), folder)
+    model = next(folder.glob("model.*"))
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    model.write_bytes(bytes(data))
+    capfd.readouterr()
+    with pytest.raises(BundleError) as err:
+        load_bundle(folder)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"model file {str(model)!r} does not match its manifest (sha256 ")
+    assert not capfd.readouterr().err.strip()
 
 
 @pytest.mark.parametrize("fmt, expect", [
@@ -134,8 +162,7 @@ def test_random_bytes_do_not_kill_the_process(tmp_path, fmt, expect):
 @pytest.mark.parametrize("case", ["zip_not_pt2", "corrupt_entries"])
 def test_a_corrupt_pt2_that_is_a_zip_fails_quietly(tmp_path_factory, tmp_path, capfd, case):
     """A zip archive passes the sniff; torch then logs a traceback as a warning before it raises."""
-    folder = tmp_path / "bundle"
-    shutil.copytree(_real_bundle(tmp_path_factory, "eager"), folder)
+    folder = _unsealed_copy(tmp_path_factory, "eager", tmp_path / "bundle")
     model = folder / "model.pt2"
     if case == "zip_not_pt2":
         model.unlink()

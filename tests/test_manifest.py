@@ -15,6 +15,11 @@ def _manifest(**kw) -> Manifest:
     return Manifest(streams=streams, modalities=modalities, labels=("a", "b", "c"), **kw)
 
 
+def _tensor(role: str, shape: list[int]) -> dict:
+    return {"name": f"in_{role}", "role": role, "shape": shape, "dtype": "float32",
+            "layout": ",".join("BNCHWXYZ"[: len(shape)])}
+
+
 def test_round_trip_and_input_shapes(tmp_path):
     m = _manifest(num_segments=4, gaf_k=16, frame_crop=48, frame_resize=56)
     m.save(tmp_path)
@@ -34,6 +39,12 @@ def test_round_trip_and_input_shapes(tmp_path):
         (lambda d: d["streams"][0].update(rate_hz=0), "streams[0].rate_hz"),
         (lambda d: d.update(version=99), "version"),
         (lambda d: d.update(gaf_scaling="range"), "modalities[1].ranges"),
+        (lambda d: d.update(model_sha256="ABC"), "model_sha256"),
+        (lambda d: d.update(inputs=[_tensor("rgb", [1, 3, 3, 64, 64])]), "inputs"),
+        (lambda d: d.update(inputs=[_tensor("glove", [1, 3, 2, 32, 32]), _tensor("rgb", [1, 3, 3, 64, 64])]), "inputs"),
+        (lambda d: d.update(inputs=[_tensor("rgb", [1, 3, 3, 64, 64]), _tensor("glove", [1, 3, 2, 16, 16])]),
+         "inputs[1].shape"),
+        (lambda d: d.update(outputs=[dict(_tensor("logits", [1, 3]), layout="B")]), "outputs[0].layout"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, edit, path):

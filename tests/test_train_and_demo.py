@@ -86,7 +86,7 @@ def test_bundle_errors(tmp_path, trained):
     with pytest.raises(BundleError, match="no model file"):
         load_bundle(tmp_path)
     (tmp_path / good["model_file"]).write_bytes(b"not a program")
-    with pytest.raises(BundleError, match="cannot load"):
+    with pytest.raises(BundleError, match="does not match its manifest"):
         load_bundle(tmp_path)
 
 

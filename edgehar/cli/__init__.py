@@ -1,4 +1,4 @@
-"""`edgehar` command line: one verb per job (demo, live, record, train, evaluate, simulate, export, bench, models).
+"""`edgehar` command line: one verb per job (demo, live, record, train, evaluate, simulate, export, bench, info, models).
 
 Verbs import what they need when they run, and every verb's flags are defined here
 (the parser imports nothing but the torch-free contract), so `edgehar --help` and the
@@ -196,6 +196,11 @@ def _parser() -> argparse.ArgumentParser:
                                            "memory, energy")
     _add_bench_args(bench)
     bench.set_defaults(run=_bench)
+
+    info = verbs.add_parser("info", help="what a bundle holds: input pipeline, model tensors, labels; checks its sha256")
+    info.add_argument("bundle", type=Path, metavar="BUNDLE", help="bundle folder (any format)")
+    info.add_argument("--json", action="store_true", help="print the manifest as JSON instead")
+    info.set_defaults(run=_info)
 
     models = verbs.add_parser("models", help="list the registered models")
     models.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'mmtsa*'")
@@ -475,6 +480,12 @@ def _export_stems(sources: list[Path]) -> list[str]:
 
     models = [read_manifest(s).model for s in sources]
     return [m if models.count(m) == 1 else f"{m}-{models[:i].count(m) + 1}" for i, m in enumerate(models)]
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .info import run_info
+
+    return run_info(args.bundle, as_json=args.json)
 
 
 def _models(args: argparse.Namespace) -> int:
