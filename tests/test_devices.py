@@ -28,7 +28,7 @@ from edgehar.simulator.devices.ble_peripheral import BlePeripheral
 from edgehar.simulator.devices.bluez import FakeBlueZ, ServiceSpec
 
 HEART_RATE = "0000180d-0000-1000-8000-00805f9b34fb"
-STRAP = "F1:22:33:44:55:66"
+STRAPS = ("F1:22:33:44:55:66", "F1:22:33:44:55:77")
 DEVICES = [sys.executable, "-m", "edgehar", "devices"]
 
 
@@ -36,7 +36,8 @@ def test_ble_scan_lists_the_glove_and_the_other_peripheral_and_the_url_connects(
     async def main_():
         async with FakeBlueZ(private_system_bus) as bluez:
             glove = BlePeripheral(bluez, "glove")
-            bluez.add_device(STRAP, "HR-Strap", [ServiceSpec(HEART_RATE)], rssi=-72)
+            for address, rssi in zip(STRAPS, (-72, -80)):  # a name two devices share picks neither
+                bluez.add_device(address, "HR-Strap", [ServiceSpec(HEART_RATE)], rssi=rssi)
             try:
                 proc = await asyncio.create_subprocess_exec(*DEVICES, "--json", "--seconds", "1",
                                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -56,14 +57,14 @@ def test_ble_scan_lists_the_glove_and_the_other_peripheral_and_the_url_connects(
 
     listing, glove_address, connected = asyncio.run(main_())
     assert listing["ble_error"] is None and listing["ble_seconds"] == 1
-    first, second = listing["ble"]  # the edgehar device first, whatever the signal strengths
+    first, *straps = listing["ble"]  # the edgehar device first, then by signal strength
     assert (first["name"], first["address"], first["edgehar"], first["url"]) == \
         ("edgehar-glove", glove_address, True, "ble://name=edgehar-glove")
     assert protocol.SERVICE_UUID in first["service_uuids"]
-    assert (second["name"], second["address"], second["edgehar"], second["url"]) == \
-        ("HR-Strap", STRAP, False, "ble://name=HR-Strap")
-    assert second["service_uuids"] == [HEART_RATE]
-    assert abs(first["rssi"] - -55) <= 2 and abs(second["rssi"] - -72) <= 2  # the emulated radio jitters by 1 dB
+    assert [(s["name"], s["address"], s["edgehar"], s["url"], s["service_uuids"]) for s in straps] == \
+        [("HR-Strap", a, False, f"ble://{a}", [HEART_RATE]) for a in STRAPS]
+    # the emulated radio jitters by 1 dB
+    assert [abs(d["rssi"] - rssi) <= 2 for d, rssi in zip(listing["ble"], (-55, -72, -80))] == [True] * 3
     assert connected == glove_address
 
 
@@ -72,8 +73,8 @@ def _fake_usb_cdc(root: Path, pty: str) -> None:
 
     The layout is the kernel's: class/tty/ttyACM0/device -> the USB interface, whose
     `subsystem` is bus/usb and whose parent, the USB device, holds idVendor, idProduct,
-    serial, manufacturer and product. /dev/ttyACM0 is a link to the pty, as a udev rule
-    makes a /dev/serial/by-id link.
+    serial, manufacturer and product. /dev/ttyACM0 is a link to the pty (pyserial names a
+    port by the path it globbed, link or not, and looks that name up in sysfs).
     """
     usb_device = root / "sys/devices/pci0000:00/0000:00:14.0/usb1/1-2"
     interface = usb_device / "1-2:1.0"
@@ -95,9 +96,10 @@ def _in_private_mounts(root: Path, argv: list[str]) -> list[str]:
     """argv run where /dev and /sys/class/tty are `root`'s (a private mount namespace:
     nothing outside this process tree sees them, and they vanish with it)."""
     unshare = ["unshare", "--mount"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
-    probe = subprocess.run([*unshare, "true"], capture_output=True, text=True)
-    if shutil.which("unshare") is None or probe.returncode != 0:
-        pytest.skip(f"needs a private mount namespace (util-linux unshare; root or user namespaces): {probe.stderr.strip()}")
+    probe = subprocess.run([*unshare, "true"], capture_output=True, text=True) if shutil.which("unshare") else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("needs a private mount namespace (util-linux unshare, as root or with user namespaces)"
+                    + (f": {probe.stderr.strip()}" if probe else ""))
     script = ('set -e; r="$1"; shift; mount --bind /dev/pts "$r/dev/pts"; mount --bind /dev/null "$r/dev/null"; '
               'mount --bind "$r/tty" /sys/class/tty; mount --bind "$r/dev" /dev; exec "$@"')
     return [*unshare, "sh", "-c", script, "sh", str(root), *argv]

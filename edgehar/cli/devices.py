@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from dataclasses import asdict
-from typing import TextIO
 
+from ..errors import EdgeharWarning
 from ..firmware_bridge.discovery import Devices, discover
 
 
-def run_devices(seconds: float, as_json: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run_devices(seconds: float, as_json: bool) -> int:
     found = discover(seconds)
     if found.ble_error:
-        print(f"edgehar devices: warning: BLE not scanned: {found.ble_error}", file=err)
-    out.write(to_json(found) + "\n" if as_json else to_table(found))
+        warnings.warn(f"BLE not scanned: {found.ble_error}", EdgeharWarning)
+    sys.stdout.write(to_json(found) + "\n" if as_json else to_table(found))
     return 0
 
 
