@@ -60,12 +60,13 @@ def _verbs(i, tmp):
         (["simulate", "dataset", "--out", str(tmp / "ds"), "--subjects", "1", "--repeats", "1"], None),
         (["simulate", "glove", "--serial", "--seconds", "1"], None),
         (["info", str(i["eager"])], None),  # any format's bundle: info reads JSON and hashes a file
+        (["devices", "--seconds", "0.5"], None),  # with no Bluetooth stack, BLE is one warning line: exit 0 still
     ]
 
 
-@pytest.mark.parametrize("k", range(12), ids=["models", "train", "evaluate", "export", "demo-shipped", "demo-litert",
+@pytest.mark.parametrize("k", range(13), ids=["models", "train", "evaluate", "export", "demo-shipped", "demo-litert",
                                               "live-litert", "record", "bench-litert", "simulate-dataset", "simulate-glove",
-                                              "info-eager"])
+                                              "info-eager", "devices"])
 def test_every_verb_works_or_names_the_extra_without_torch(inputs, tmp_path, k):
     argv, needs = _verbs(inputs, tmp_path)[k]
     site = tmp_path / "site"

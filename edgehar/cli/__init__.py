@@ -1,4 +1,5 @@
-"""`edgehar` command line: one verb per job (demo, live, record, train, evaluate, simulate, export, bench, info, models).
+"""`edgehar` command line: one verb per job (demo, live, record, train, evaluate, simulate, export, bench, info, models,
+devices).
 
 Verbs import what they need when they run, and every verb's flags are defined here
 (the parser imports nothing but the torch-free contract), so `edgehar --help` and the
@@ -205,6 +206,11 @@ def _parser() -> argparse.ArgumentParser:
     models = verbs.add_parser("models", help="list the registered models")
     models.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'mmtsa*'")
     models.set_defaults(run=_models)
+
+    devices = verbs.add_parser("devices", help="list serial ports and BLE devices in range, with the URL to connect to each")
+    devices.add_argument("--seconds", type=positive_float, default=5.0, metavar="S", help="BLE scan time (default 5)")
+    devices.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
+    devices.set_defaults(run=_devices)
     return p
 
 
@@ -506,6 +512,12 @@ def _models(args: argparse.Namespace) -> int:
         print(f"{name:<{width}}  {r.sensor_type:<6} N={r.num_segments:<2} K={r.k:<3} {params:>9,} params  "
               f"{doc[0] if doc else ''}")
     return 0
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from .devices import run_devices
+
+    return run_devices(args.seconds, args.json)
 
 
 def _one_line_warnings(verb: str) -> None:

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import re
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .. import protocol
@@ -34,7 +34,7 @@ from ..transport import Chunk, ConnectionLost, DeviceNotFoundError, DeviceURL, T
 
 log = logging.getLogger(__name__)
 
-_ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 _UUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
 _LOST = object()  # queue sentinel: the link dropped
 _CLOSED = object()  # queue sentinel: close() was called
@@ -77,7 +77,7 @@ class BleTransport(Transport):
             key, value = "address", target
         if key not in ("address", "name", "service") or not value:
             raise TransportError(url.url, "expected ble://AA:BB:CC:DD:EE:FF, ble://name=NAME or ble://service=UUID")
-        if key == "address" and not _ADDRESS.match(value):
+        if key == "address" and not ADDRESS.match(value):
             raise TransportError(url.url, f"{value!r} is not a Bluetooth address (AA:BB:CC:DD:EE:FF); "
                                           "use ble://name=NAME to select by name")
         if key == "service" and not _UUID.match(value):
@@ -93,7 +93,7 @@ class BleTransport(Transport):
 
     async def connect(self) -> None:
         await self._release()  # a previous, dropped connection still holds its D-Bus resources
-        bleak = _import_bleak(self.url.url)
+        bleak = import_bleak(self.url.url)
         device = await self._scan(bleak)
         queue: asyncio.Queue = asyncio.Queue()
         self._queue = queue
@@ -190,17 +190,7 @@ class BleTransport(Transport):
         return self.value in {u.lower() for u in adv.service_uuids}
 
     async def _scan(self, bleak: Any) -> Any:
-        """The first advertising device that matches; DeviceNotFoundError lists what was seen.
-
-        Scans of one process are serialised: BlueZ keeps one discovery session per D-Bus
-        client, and bleak shares one connection, so the first of two overlapping scans to
-        stop would end the other's session ("No discovery started").
-        """
-        lock = _SCAN_LOCKS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-        async with lock:
-            return await self._scan_unlocked(bleak)
-
-    async def _scan_unlocked(self, bleak: Any) -> Any:
+        """The first advertising device that matches; DeviceNotFoundError lists what was seen."""
         seen: dict[str, Any] = {}
         found: asyncio.Future = asyncio.get_running_loop().create_future()
 
@@ -210,24 +200,42 @@ class BleTransport(Transport):
                 found.set_result(device)
 
         # No OS-level filter: matching here lets a miss say what *was* around.
-        kwargs = {"bluez": {"adapter": self.adapter}} if self.adapter else {}
-        try:
-            async with bleak.BleakScanner(on_advertisement, **kwargs):
-                # asyncio.wait, not wait_for: before Python 3.12, wait_for swallows a
-                # cancellation that arrives as the awaited future completes (CPython gh-86296)
-                await asyncio.wait({found}, timeout=self.scan_s)
-        except bleak.BleakError as exc:
-            if "ServiceUnknown" in str(exc):  # the bus is there, BlueZ is not
-                raise TransportError(self.url.url, "BlueZ (org.bluez) is not on the D-Bus system bus; "
-                                                   "is bluetoothd running?") from exc
-            raise TransportError(self.url.url, f"cannot scan: {exc}") from exc
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise TransportError(self.url.url, f"BlueZ is not reachable on the D-Bus system bus ({exc}); "
-                                               "is bluetoothd running?") from exc
+        async with scanning(bleak, on_advertisement, self.url.url, self.adapter):
+            # asyncio.wait, not wait_for: before Python 3.12, wait_for swallows a
+            # cancellation that arrives as the awaited future completes (CPython gh-86296)
+            await asyncio.wait({found}, timeout=self.scan_s)
         if found.done():
             return found.result()
         listing = [f"{d.name or '?'} ({addr}, rssi {a.rssi})" for addr, (d, a) in sorted(seen.items())]
         raise DeviceNotFoundError(self.url.url, f"no device with {self.description} within {self.scan_s:g} s", listing)
+
+
+@contextlib.asynccontextmanager
+async def scanning(bleak: "_Bleak", on_advertisement: Callable[[Any, Any], None], url: str,
+                   adapter: str | None = None) -> AsyncIterator[None]:
+    """A BLE scan that calls on_advertisement(device, advertisement_data) while the body runs.
+
+    A Bluetooth stack that cannot scan (no D-Bus system bus, no BlueZ on it, no adapter,
+    access denied) raises TransportError(url, one-line reason). Scans of one process are
+    serialised: BlueZ keeps one discovery session per D-Bus client, and bleak shares one
+    connection, so the first of two overlapping scans to stop would end the other's
+    session ("No discovery started").
+    """
+    kwargs = {"bluez": {"adapter": adapter}} if adapter else {}
+    lock = _SCAN_LOCKS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with lock:
+        try:
+            async with bleak.BleakScanner(on_advertisement, **kwargs):
+                yield
+        except bleak.BleakError as exc:
+            if "ServiceUnknown" in str(exc):  # the bus is there, BlueZ is not
+                raise TransportError(url, "BlueZ (org.bluez) is not on the D-Bus system bus; "
+                                          "is bluetoothd running?") from exc
+            # args[0] is the message; BleakBluetoothNotAvailableError's str() is its args tuple
+            raise TransportError(url, f"cannot scan: {exc.args[0] if exc.args else exc}") from exc
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise TransportError(url, f"BlueZ is not reachable on the D-Bus system bus ({exc}); "
+                                      "is bluetoothd running?") from exc
 
 
 _SCAN_LOCKS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = weakref.WeakKeyDictionary()
@@ -250,7 +258,8 @@ class _Bleak:
 _bleak: _Bleak | None = None
 
 
-def _import_bleak(url: str) -> _Bleak:
+def import_bleak(url: str) -> _Bleak:
+    """bleak, imported once; a missing install is a TransportError naming what to pip install."""
     global _bleak
     if _bleak is None:
         try:

@@ -32,9 +32,9 @@ _CLOSED = object()
 def available_ports() -> list[str]:
     """Serial ports the OS lists (USB CDC, UARTs); pseudo-terminals are not listed."""
     try:
-        from serial.tools import list_ports
+        from ..discovery import serial_ports
 
-        return sorted(p.device for p in list_ports.comports())
+        return [p.device for p in serial_ports()]
     except Exception:  # listing is a courtesy in an error message; never the error itself
         return []
 
