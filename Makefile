@@ -1,12 +1,12 @@
 # Two entry points on a fresh clone, each creating the venv it needs:
 #   make demo   - install edgehar with its LiteRT runtime (no torch) and run the live demo on
 #                 the default bundle shipped in the package
-#   make test   - install edgehar with test tools (+ xvfb, xdotool) and run the test suite
+#   make test   - install edgehar with test tools (+ xvfb, xdotool, gcc) and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 DEMO_ARGS ?= --seconds 60 --json demo.jsonl
 
-.PHONY: demo test gui-test-tools bundles clean
+.PHONY: demo test gui-test-tools c-test-tools bundles clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,7 +55,20 @@ gui-test-tools:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb xdotool >/dev/null || exit 1; \
 	fi
 
-test: $(VENV)/.dev gui-test-tools
+# The reference firmware's tests build its C (firmware_bridge/firmware/) with the system
+# compilers (C, and C++ for the header's C++ check); gcc and g++ are installed here when
+# missing (CI runs as root on Debian).
+c-test-tools:
+	@if ! command -v cc >/dev/null || ! command -v c++ >/dev/null; then \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "make test: the firmware tests need C and C++ compilers (gcc, g++) and there is no apt-get here: install one, then rerun" >&2; exit 1; fi; \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "make test: the firmware tests need C and C++ compilers: run 'sudo apt-get install -y gcc g++' (not root, so not installing them)" >&2; exit 1; fi; \
+	  echo "make test: installing gcc and g++ (no cc or c++ found)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ >/dev/null || exit 1; \
+	fi
+
+test: $(VENV)/.dev gui-test-tools c-test-tools
 	$(VENV)/bin/python -m pytest -q
 
 clean:

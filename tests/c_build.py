@@ -28,12 +28,14 @@ SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0", "UBSAN_OPTIO
 
 
 @lru_cache(maxsize=None)
-def compiler() -> str:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        pytest.fail("the firmware tests need a C compiler and none is on PATH: run 'make c-test-tools' "
-                    "(Debian: apt-get install gcc)", pytrace=False)
-    return cc
+def compiler(cxx: bool = False) -> str:
+    """$CC or cc (with cxx: $CXX or c++); fails the test in one line when there is none."""
+    var, names, package = ("CXX", ("c++", "g++"), "g++") if cxx else ("CC", ("cc", "gcc"), "gcc")
+    found = os.environ.get(var) or next(filter(None, map(shutil.which, names)), None)
+    if not found:
+        pytest.fail(f"the firmware tests need a {'C++' if cxx else 'C'} compiler and none is on PATH: run "
+                    f"'make c-test-tools' (Debian: apt-get install {package})", pytrace=False)
+    return found
 
 
 @lru_cache(maxsize=None)

@@ -15,7 +15,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from c_build import FIRMWARE, ROOT, WIRE, build, env
+from c_build import ROOT, WIRE, build, compiler, env
 from edgehar.firmware_bridge.protocol import (
     COMMAND_CHAR_UUID,
     DATA_CHAR_UUID,
@@ -34,7 +34,6 @@ from edgehar.firmware_bridge.protocol import (
     crc16,
     descriptor_from_channels,
     encode_frame,
-    encode_message,
     samples_per_block,
 )
 from edgehar.simulator.devices.firmware import sim_descriptor
@@ -302,15 +301,24 @@ def test_the_command_decoder_locks_on_after_a_cut_frame_and_a_long_garbage_run(c
 def test_the_library_builds_without_warnings_as_cxx_and_for_a_small_rx_buffer(tmp_path):
     """Arduino compiles sketches as C++ and may include the header from C++; a board may
     shrink EDGEHAR_RX_BUF to the 4 bytes a command needs."""
-    from c_build import compiler
-
     main = tmp_path / "main.cpp"
     main.write_text('#include "edgehar_wire.h"\nint main() { edgehar_rx rx; edgehar_rx_init(&rx); '
                     'return edgehar_rx_byte(&rx, 0); }\n')
     obj = tmp_path / "wire.o"
     for cmd in ([compiler(), "-std=c99", "-Wall", "-Wextra", "-Werror", "-DEDGEHAR_RX_BUF=4", "-c",
                  str(WIRE / "edgehar_wire.c"), "-o", str(obj)],
-                ["g++", "-std=c++11", "-Wall", "-Wextra", "-Werror", f"-I{WIRE}", str(main), str(obj),
+                [compiler(cxx=True), "-std=c++11", "-Wall", "-Wextra", "-Werror", f"-I{WIRE}", str(main), str(obj),
                  "-o", str(tmp_path / "main")]):
         done = subprocess.run(cmd, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
+
+
+def test_the_example_in_the_spec_compiles_and_writes_the_vectors(tmp_path):
+    """docs/wire-protocol.md's C example, built against the library, prints vectors 2 and 3
+    and finds the command of vector 4."""
+    (example,) = re.findall(r"```c\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    (tmp_path / "example.c").write_text(example)
+    exe = build(tmp_path / "example", tmp_path / "example.c", WIRE / "edgehar_wire.c")
+    out = subprocess.run([str(exe)], capture_output=True, text=True, env=env(), check=True).stdout.split()
+    frames = {title.split(":")[0]: data.hex() for title, data, _ in VECTORS}
+    assert out == [frames["Vector 2"], frames["Vector 3"], "SEND_DESCRIPTOR"]

@@ -139,6 +139,12 @@ static unsigned long number(const char *opt, const char *s, unsigned long max) {
     return v;
 }
 
+static int usage(FILE *to, int rc) {
+    fprintf(to, "usage: glove_sim --pty|--tty PATH [--seconds S] [--block N] [--status-every S] "
+                "[--seq0 N] [--t0-us N] [--device-id ID] [--dump FILE]\n");
+    return rc;
+}
+
 static void answer_host(glove_core *g, edgehar_rx *rx, int fd) {
     uint8_t buf[256];
     ssize_t n = read(fd, buf, sizeof buf), i;
@@ -169,6 +175,8 @@ int main(int argc, char **argv) {
             use_pty = 1;
             continue;
         }
+        if (!strcmp(a, "--help"))
+            return usage(stdout, 0);
         if (!strcmp(a, "--tty"))
             tty = v;
         else if (!strcmp(a, "--dump"))
@@ -185,11 +193,8 @@ int main(int argc, char **argv) {
             seq0 = (uint16_t)number(a, v, 65535);
         else if (!strcmp(a, "--t0-us"))
             t0_us = (uint32_t)number(a, v, 0xFFFFFFFFul);
-        else {
-            fprintf(stderr, "usage: glove_sim --pty|--tty PATH [--seconds S] [--block N] [--status-every S] "
-                            "[--seq0 N] [--t0-us N] [--device-id ID] [--dump FILE]\n");
-            return 2;
-        }
+        else
+            return usage(stderr, 2);
         if (!v) {
             fprintf(stderr, "glove_sim: %s needs a value\n", a);
             return 2;
