@@ -5,28 +5,48 @@
 PYTHON ?= python3
 VENV ?= .venv
 DEMO_ARGS ?= --seconds 60 --json demo.jsonl
+# Which OpenCV the venv gets: gui (opencv-python, with its window), headless
+# (opencv-python-headless: no window, no X/GL libraries; Pi OS Lite, servers) or none (the
+# Python's own cv2, e.g. JetPack's GStreamer build, with VENV_FLAGS=--system-site-packages).
+# gui by default: the demo opens its window wherever a display answers (and falls back to
+# the terminal view where none does), and the window tests need it.
+OPENCV ?= gui
+VENV_FLAGS ?=
 
 .PHONY: demo test gui-test-tools c-test-tools bundles clean
 
 $(VENV)/bin/python:
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 
-# opencv-python (OpenCV with its window) replaced opencv-python-headless. Both install the
-# cv2 package, so a venv made before the switch drops both (the headless wheel and the cv2
-# files they share) and the install that follows puts opencv-python back whole.
-DROP_HEADLESS_OPENCV = if $(VENV)/bin/pip show --quiet opencv-python-headless >/dev/null 2>&1; then \
-	$(VENV)/bin/pip uninstall --quiet -y opencv-python-headless opencv-python; fi
+OPENCV_WHEEL_gui = opencv-python
+OPENCV_WHEEL_headless = opencv-python-headless
+OPENCV_WHEEL_none =
+ifeq ($(filter $(OPENCV),gui headless none),)
+$(error OPENCV=$(OPENCV): expected gui, headless or none)
+endif
+OPENCV_EXTRA = $(if $(OPENCV_WHEEL_$(OPENCV)),$(comma)$(OPENCV))
+comma = ,
 
-# The demo needs no torch: it runs the default bundle shipped in the package on LiteRT.
-$(VENV)/.litert: pyproject.toml | $(VENV)/bin/python
-	$(DROP_HEADLESS_OPENCV)
-	$(VENV)/bin/pip install --quiet -e '.[litert]'
+# The OpenCV the venv holds, marked by .opencv-gui / -headless / -none. Both wheels install
+# the same cv2 package, so a venv that holds the other one drops both wheels (and the cv2
+# files they share) and the install that follows puts the chosen one back whole; a changed
+# choice is newer than the install stamps below, which then install again.
+$(VENV)/.opencv-$(OPENCV): | $(VENV)/bin/python
+	@for wheel in opencv-python opencv-python-headless; do \
+	  if [ "$$wheel" != "$(OPENCV_WHEEL_$(OPENCV))" ] && $(VENV)/bin/pip show --quiet $$wheel >/dev/null 2>&1; then \
+	    echo "make: OPENCV=$(OPENCV): removing $$wheel from $(VENV)"; \
+	    $(VENV)/bin/pip uninstall --quiet -y opencv-python opencv-python-headless; break; fi; done
+	rm -f $(VENV)/.opencv-*
 	touch $@
 
-$(VENV)/.dev: pyproject.toml | $(VENV)/bin/python
-	$(DROP_HEADLESS_OPENCV)
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+# The demo needs no torch: it runs the default bundle shipped in the package on LiteRT.
+$(VENV)/.litert: pyproject.toml $(VENV)/.opencv-$(OPENCV) | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet -e '.[litert$(OPENCV_EXTRA)]'
+	touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.opencv-$(OPENCV) | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet -e '.[dev$(OPENCV_EXTRA)]'
 	touch $@
 
 demo: $(VENV)/.litert

@@ -37,6 +37,7 @@ import numpy as np
 from ..errors import EdgeharError, EdgeharWarning
 from ..firmware_bridge.health import CONNECTED, DOWN, RATE_WINDOW_S, RECONNECTING, StreamHealth
 from ..firmware_bridge.sink import Sink
+from .opencv_build import has_gstreamer
 
 REOPEN_S = 1.0  # seconds between attempts to reopen a lost camera
 READ_FAILURES = 5  # consecutive failed reads before a live camera counts as lost
@@ -50,14 +51,6 @@ class CameraError(EdgeharError):
     def __init__(self, spec: str, reason: str):
         self.spec = spec
         super().__init__(f"camera {spec!r}: {reason}")
-
-
-def has_gstreamer() -> bool:
-    """Whether this OpenCV build can open GStreamer pipelines."""
-    for line in cv2.getBuildInformation().splitlines():
-        if line.strip().startswith("GStreamer:"):
-            return "YES" in line
-    return False
 
 
 # What a camera index may ask its driver for, in the order V4L2 wants them set (the pixel

@@ -41,6 +41,7 @@ import numpy as np
 from ..errors import EdgeharError
 from ..firmware_bridge.health import StreamHealth
 from .config import LATENCY_STAGES, VIEWS
+from .opencv_build import gui_backend
 
 VIEW_SIZE = (1280, 720)  # (w, h)
 TRACE_SECONDS = 5.0
@@ -338,13 +339,13 @@ def gui_available() -> tuple[bool, str]:
     cv2.imshow: where OpenCV's GUI cannot reach the display it aborts the whole process
     (a Qt fatal error, not a Python exception), so a display that is named but cannot be
     reached (a stale DISPLAY, Wayland without XWayland) is tried in a child process."""
+    if gui_backend() is None:  # cv2.imshow would raise "The function is not implemented"
+        return False, (f"this OpenCV ({cv2.__version__}, {Path(cv2.__file__).parent}) has no GUI backend "
+                       "(opencv-python-headless?); for a window: pip install 'edgehar[gui]'")
     x11 = not sys.platform.startswith(("win32", "darwin"))
     x_display, wayland = os.environ.get("DISPLAY", ""), os.environ.get("WAYLAND_DISPLAY", "")
     if x11 and not (x_display or wayland):
         return False, "no display (DISPLAY is not set)"
-    for line in cv2.getBuildInformation().splitlines():
-        if line.strip().startswith("GUI:") and line.split(":", 1)[1].strip().upper() == "NONE":
-            return False, "this OpenCV has no GUI (opencv-python-headless); install opencv-python for a window"
     return _probe_display(x_display, wayland) if x11 else (True, "")
 
 

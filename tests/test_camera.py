@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgehar.app.camera import CameraError, CameraSource, camera_kind, has_gstreamer
+from edgehar.app.camera import CameraError, CameraSource, camera_kind
+from edgehar.app.opencv_build import has_gstreamer
 
 
 @pytest.fixture(scope="module")

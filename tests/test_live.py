@@ -151,6 +151,11 @@ def test_live_check_validates_devices_camera_and_bundle(bundle, glove_and_imu, v
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout and "glove SIM-GLOVE" in result.stdout.replace("sim-1.0.0 ", "")
     assert "frames 160x120" in result.stdout
+    # the cv2 in use, from where, and what it can do (pip's wheel here: no GStreamer)
+    from edgehar.app.opencv_build import opencv_build
+
+    assert f"  opencv: {opencv_build().summary()}\n" in result.stdout
+    assert f"OpenCV {cv2.__version__} ({os.path.dirname(cv2.__file__)})" in result.stdout
 
 
 def test_live_check_with_a_config_file(bundle, glove_and_imu, video, tmp_path, capfd):

@@ -272,3 +272,42 @@ def test_a_display_that_cannot_be_reached_falls_back_to_headless(monkeypatch, x_
         display.open_window("window", "edgehar test")
     monkeypatch.setenv("DISPLAY", x_display.name)
     assert display.gui_available() == (True, "")
+
+
+# Installed as sitecustomize: cv2 as opencv-python-headless builds it. Its build information
+# says "GUI: NONE" and its window functions raise cv2.error "The function is not implemented"
+# (seen with opencv-python-headless 5.1.0).
+HEADLESS_OPENCV = """
+import re
+import cv2
+
+_info = cv2.getBuildInformation()
+cv2.getBuildInformation = lambda: re.sub(r"GUI:[^\\n]*", "GUI:                           NONE", _info)
+
+def _not_implemented(*args, **kwargs):
+    raise cv2.error("OpenCV(5.1.0) window.cpp:1256: error: (-2:Unspecified error) The function is not implemented. "
+                    "Rebuild the library with Windows, GTK+ 2.x or Cocoa support.")
+
+for _name in ("namedWindow", "imshow", "waitKey", "resizeWindow", "destroyWindow", "destroyAllWindows"):
+    setattr(cv2, _name, _not_implemented)
+"""
+
+
+def test_a_headless_opencv_falls_back_even_where_a_display_answers(x_display, bundle, tmp_path):
+    """The display answers, but the OpenCV cannot draw a window (the headless wheel): the
+    demo says why in one line and goes on in the terminal view; --window refuses in one line."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(HEADLESS_OPENCV)
+    env = {**os.environ, "DISPLAY": x_display.name, "PYTHONPATH": str(site)}
+    log = tmp_path / "p.jsonl"
+    demo = [sys.executable, "-m", "edgehar", "demo", "--model", str(bundle), "--seconds", "4", "--json", str(log)]
+    result = subprocess.run(demo, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    notice = [line for line in result.stdout.splitlines() if "no GUI backend" in line]
+    assert len(notice) == 1 and notice[0].startswith("edgehar demo: this OpenCV") \
+        and notice[0].endswith("; showing the headless view"), result.stdout
+    assert len(log.read_text().splitlines()) >= 3  # predicted all the same
+    refused = subprocess.run(demo + ["--window"], capture_output=True, text=True, timeout=120, env=env)
+    assert refused.returncode == 2 and refused.stderr.startswith("edgehar demo: error: cannot open a window: this OpenCV")
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr

@@ -300,6 +300,7 @@ def _live(args: argparse.Namespace) -> int:
     from ..app.backends import load_bundle
     from ..app.config import ConfigError, device_urls, load_config
     from ..app.live import run_live
+    from ..app.opencv_build import opencv_build
     from ..app.sources import Sources
 
     cfg = load_config(args.config) if args.config else {}
@@ -336,6 +337,7 @@ def _live(args: argparse.Namespace) -> int:
         for name, h in health.items():
             print(f"  {name}: {h.device or h.url} ({h.state})"
                   + (f", frames {shape[1]}x{shape[0]}" if name == cam and shape else ""))
+        print(f"  opencv: {opencv_build().summary()}")  # which cv2: pip's wheel or the board's own
         return 0
     run_live(manifest, backend, sources, _view_options(args, cfg))
     return 0
@@ -541,10 +543,22 @@ _EXTRA_OF = {"torch": "train", "torchvision": "train", "torchao": "train", "pyts
              "executorch": "executorch", "litert_torch": "export", "ai_edge_litert": "litert", "yaml": "yaml"}
 
 
-def _missing_extra(exc: ModuleNotFoundError) -> str | None:
+# OpenCV is in no extra's place of its own: a board may have its own cv2 (JetPack's, built
+# with GStreamer), and either of two extras installs pip's.
+NEEDS_OPENCV = ("pip install 'edgehar[headless]' (no window) or 'edgehar[gui]' (OpenCV's window), "
+                "or use the system's OpenCV (a venv made with --system-site-packages)")
+
+
+def _missing_extra(exc: ImportError) -> str | None:
     """'needs torch (pip install ...)' when `exc` is a package one of our extras installs."""
     top = (exc.name or "").split(".")[0]
-    if top not in _EXTRA_OF:
+    if top == "cv2":
+        if isinstance(exc, ModuleNotFoundError):
+            return f"this needs OpenCV (cv2), which is not installed here: {NEEDS_OPENCV}"
+        # installed but its shared libraries are not: opencv-python on a minimal image without libGL
+        return (f"OpenCV (cv2) is installed but cannot be loaded ({str(exc).splitlines()[0]}): "
+                "apt-get install libgl1 libglib2.0-0 libxcb1 (what opencv-python needs), or use opencv-python-headless")
+    if top not in _EXTRA_OF or not isinstance(exc, ModuleNotFoundError):
         return None
     return f"this needs {top}, which is not installed here: pip install 'edgehar[{_EXTRA_OF[top]}]'"
 
@@ -564,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeharError as exc:
         print(f"edgehar {args.verb}: error: {exc}", file=sys.stderr)
         return 2
-    except ModuleNotFoundError as exc:
+    except ImportError as exc:  # ModuleNotFoundError, or a package whose shared libraries are missing
         why = _missing_extra(exc)
         if why is None:  # not an extra of ours: a bug, keep the traceback
             raise
