@@ -95,8 +95,7 @@ def test_a_headless_build_gets_no_window_and_says_why(monkeypatch):
 
 
 # Installed as sitecustomize: `import cv2` fails in every interpreter the verb starts, as
-# on a board where neither extra was installed (or, with FAIL_LOAD, as opencv-python on an
-# image without libGL: installed, but its shared library cannot be loaded).
+# on a board where neither extra was installed.
 BLOCKER = textwrap.dedent(
     """
     import importlib.abc, sys
@@ -104,21 +103,30 @@ BLOCKER = textwrap.dedent(
     class NoOpenCV(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
             if name.split(".")[0] == "cv2":
-                if FAIL_LOAD:
-                    raise ImportError("libGL.so.1: cannot open shared object file: No such file or directory", name="cv2")
                 raise ModuleNotFoundError(f"No module named {name!r}", name=name)
             return None
 
     sys.meta_path.insert(0, NoOpenCV())
     """
 )
+# A cv2 package that is there but cannot be loaded, as each failure was seen: opencv-python
+# on an image without libGL (the binary's loader names cv2), and a cv2 built for NumPy 1.x
+# (JetPack's, Debian's python3-opencv) under NumPy 2 (numpy's own ImportError, no name).
+BROKEN_CV2 = {
+    "libgl": 'raise ImportError("libGL.so.1: cannot open shared object file: No such file or directory", name="cv2")\n',
+    "numpy": 'raise ImportError("numpy.core.multiarray failed to import")\n',
+}
 NEEDS_CV2 = f"this needs OpenCV (cv2), which is not installed here: {NEEDS_OPENCV}"
 
 
-def _run_without_cv2(tmp_path: Path, argv: list[str], fail_load: bool = False) -> subprocess.CompletedProcess:
+def _run_without_cv2(tmp_path: Path, argv: list[str], broken: str | None = None) -> subprocess.CompletedProcess:
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
-    (site / "sitecustomize.py").write_text(f"FAIL_LOAD = {fail_load}\n" + BLOCKER)
+    if broken is None:
+        (site / "sitecustomize.py").write_text(BLOCKER)
+    else:
+        (site / "cv2").mkdir()
+        (site / "cv2" / "__init__.py").write_text(BROKEN_CV2[broken])
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "EDGEHAR_HOME": str(tmp_path / "cache"), "DISPLAY": "",
            "PYTHONPATH": str(site)}
     probe = subprocess.run([sys.executable, "-c", "import cv2"], capture_output=True, text=True, env=env)
@@ -160,10 +168,14 @@ def test_every_verb_that_needs_opencv_names_both_extras_without_it(tmp_path_fact
     assert "'edgehar[headless]'" in NEEDS_CV2 and "'edgehar[gui]'" in NEEDS_CV2
 
 
-def test_an_opencv_that_cannot_be_loaded_says_what_it_lacks(tmp_path):
-    result = _run_without_cv2(tmp_path, ["demo", "--seconds", "4", "--headless"], fail_load=True)
-    assert result.returncode == 2, result.stderr[-2000:]
+@pytest.mark.parametrize("broken, reason, remedy", [
+    ("libgl", "is installed but cannot be loaded (libGL.so.1: cannot open shared object file",
+     "apt-get install libgl1 libglib2.0-0 libxcb1 (what opencv-python needs), or use opencv-python-headless"),
+    ("numpy", "cannot be loaded (numpy.core.multiarray failed to import): it was built for NumPy 1.x and NumPy",
+     "pip install 'numpy<2'"),
+])
+def test_an_opencv_that_cannot_be_loaded_says_why_and_what_to_do(tmp_path, broken, reason, remedy):
+    result = _run_without_cv2(tmp_path, ["demo", "--seconds", "4", "--headless"], broken=broken)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     line = result.stderr.strip()
-    assert "\n" not in line and line.startswith("edgehar demo: error: OpenCV (cv2) is installed but cannot be loaded "
-                                                "(libGL.so.1: cannot open shared object file")
-    assert "apt-get install libgl1" in line and "opencv-python-headless" in line
+    assert "\n" not in line and line.startswith(f"edgehar demo: error: OpenCV (cv2) {reason}") and line.endswith(remedy), line

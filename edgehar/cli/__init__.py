@@ -10,6 +10,7 @@ with status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -551,16 +552,40 @@ NEEDS_OPENCV = ("pip install 'edgehar[headless]' (no window) or 'edgehar[gui]' (
 
 def _missing_extra(exc: ImportError) -> str | None:
     """'needs torch (pip install ...)' when `exc` is a package one of our extras installs."""
+    if _raised_by_opencv(exc):
+        return _opencv_problem(exc)
     top = (exc.name or "").split(".")[0]
-    if top == "cv2":
-        if isinstance(exc, ModuleNotFoundError):
-            return f"this needs OpenCV (cv2), which is not installed here: {NEEDS_OPENCV}"
-        # installed but its shared libraries are not: opencv-python on a minimal image without libGL
-        return (f"OpenCV (cv2) is installed but cannot be loaded ({str(exc).splitlines()[0]}): "
-                "apt-get install libgl1 libglib2.0-0 libxcb1 (what opencv-python needs), or use opencv-python-headless")
     if top not in _EXTRA_OF or not isinstance(exc, ModuleNotFoundError):
         return None
     return f"this needs {top}, which is not installed here: pip install 'edgehar[{_EXTRA_OF[top]}]'"
+
+
+def _raised_by_opencv(exc: ImportError) -> bool:
+    """Whether importing cv2 raised `exc`: cv2 is missing or its binary failed to load
+    (the error names it), or code in the cv2 package raised it."""
+    if (exc.name or "").split(".")[0] == "cv2":
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        if f"{os.sep}cv2{os.sep}" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _opencv_problem(exc: ImportError) -> str:
+    """What to do about a cv2 that is missing or cannot be loaded, in one line."""
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "cv2":
+        return f"this needs OpenCV (cv2), which is not installed here: {NEEDS_OPENCV}"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "numpy" in first.lower():  # a cv2 built for NumPy 1.x (JetPack's, Debian's) under NumPy 2
+        import numpy
+
+        return (f"OpenCV (cv2) cannot be loaded ({first}): it was built for NumPy 1.x and NumPy {numpy.__version__} "
+                "is installed here: pip install 'numpy<2'")
+    # its shared libraries are missing: opencv-python on a minimal image without libGL
+    return (f"OpenCV (cv2) is installed but cannot be loaded ({first}): apt-get install libgl1 libglib2.0-0 "
+            "libxcb1 (what opencv-python needs), or use opencv-python-headless")
 
 
 def main(argv: list[str] | None = None) -> int:
