@@ -6,17 +6,16 @@ PYTHON ?= python3
 VENV ?= .venv
 DEMO_ARGS ?= --seconds 60 --json demo.jsonl
 # Which OpenCV the venv gets: gui (opencv-python, with its window), headless
-# (opencv-python-headless: no window, no X/GL libraries; Pi OS Lite, servers) or none (the
-# Python's own cv2, e.g. JetPack's GStreamer build, with VENV_FLAGS=--system-site-packages).
+# (opencv-python-headless: no window, no X/GL libraries; Pi OS Lite, servers) or none (no
+# pip OpenCV: bring your own cv2; a Jetson keeps JetPack's, docs/platform-notes.md "Boards").
 # gui by default: the demo opens its window wherever a display answers (and falls back to
 # the terminal view where none does), and the window tests need it.
 OPENCV ?= gui
-VENV_FLAGS ?=
 
 .PHONY: demo test gui-test-tools c-test-tools bundles clean
 
 $(VENV)/bin/python:
-	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 
 OPENCV_WHEEL_gui = opencv-python
