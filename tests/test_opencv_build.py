@@ -134,8 +134,9 @@ def _run_without_cv2(tmp_path: Path, argv: list[str], broken: str | None = None)
     return subprocess.run([sys.executable, "-m", "edgehar", *argv], capture_output=True, text=True, timeout=300, env=env)
 
 
-WORK_WITHOUT_OPENCV = {"models"}  # lists the registry: no images, no video
-VERBS = ("demo", "live", "record", "train", "evaluate", "export", "bench", "models", "simulate-dataset", "simulate-glove")
+WORK_WITHOUT_OPENCV = {"models", "info", "devices"}  # the registry, a manifest, ports and radios: no images
+VERBS = ("demo", "live", "record", "train", "evaluate", "export", "bench", "models", "info", "devices",
+         "simulate-dataset", "simulate-glove")
 
 
 def _argv(verb: str, tmp: Path, eager: Path) -> list[str]:
@@ -149,6 +150,8 @@ def _argv(verb: str, tmp: Path, eager: Path) -> list[str]:
         "export": ["export", str(eager), "--format", "litert", "--out", str(tmp / "exp")],
         "bench": ["bench", bundle, "--runs", "5", "--no-dense", "--gaf-reps", "0", "--out", str(tmp / "bench")],
         "models": ["models"],
+        "info": ["info", bundle],
+        "devices": ["devices", "--seconds", "1"],
         "simulate-dataset": ["simulate", "dataset", "--out", str(tmp / "ds"), "--subjects", "1", "--repeats", "1"],
         "simulate-glove": ["simulate", "glove", "--serial", "--seconds", "1"],
     }[verb]
