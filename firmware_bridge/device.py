@@ -474,6 +474,11 @@ class DeviceHub:
             self.stop()
             raise
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop the streams run on (in the hub's thread), None until started."""
+        return self._loop
+
     def errors(self) -> dict[str, BaseException]:
         """Streams that stopped with an error."""
         return {name: s.error for name, s in self.streams.items() if s.error is not None}

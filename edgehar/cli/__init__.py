@@ -15,7 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..argtypes import non_negative_float, positive_float, positive_int, probability
+from ..argtypes import host_port, non_negative_float, positive_float, positive_int, probability
 from ..errors import EdgeharError, EdgeharWarning
 from ..app.config import SMOOTHING_MODES, STALE_S
 from ..contract.formats import FORMATS, PRECISIONS
@@ -136,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="split of this session (default none: the trainer splits each bout by time)")
     record.add_argument("--seconds", type=positive_float, metavar="S", help="stop after S seconds (default: protocol end / q / Ctrl-C)")
     record.add_argument("--headless", action="store_true", help="no window: label with a prompt on stdin")
+    _add_serve_options(record)
     record.set_defaults(run=_record)
 
     train = verbs.add_parser("train", help="train a model on simulated, recorded or BasicMotions data; writes a bundle")
@@ -252,6 +253,15 @@ def _add_view_options(p: argparse.ArgumentParser, defaults: bool = True) -> None
     p.add_argument("--smoothing-k", type=positive_int, default=d(5), metavar="K", help="hops the smoothing spans (default 5)")
     p.add_argument("--no-thumbnails", action="store_true", help="start with the GAF / frame thumbnails hidden")
     p.add_argument("--snapshot", type=Path, metavar="PNG", help="write the view at the end as an image (works headless)")
+    _add_serve_options(p)
+
+
+def _add_serve_options(p: argparse.ArgumentParser) -> None:
+    """The view as a web page (demo, live, record)."""
+    p.add_argument("--serve", type=host_port, metavar="[HOST:]PORT",
+                   help="also show the view as a web page on PORT (127.0.0.1 unless HOST is given; 0: any free port)")
+    p.add_argument("--token", metavar="TOKEN",
+                   help="the page's token (required with a non-loopback HOST; default: a random one, printed)")
 
 
 def _device(text: str) -> tuple[str, str]:
@@ -285,6 +295,8 @@ def _view_options(args: argparse.Namespace, cfg: dict | None = None):
         thumbnails=False if args.no_thumbnails else cfg.get("thumbnails", True),
         stale_s=cfg.get("stale_s", STALE_S),
         snapshot=args.snapshot,
+        serve=args.serve or cfg.get("serve"),
+        token=args.token or cfg.get("token"),
     )
 
 
@@ -327,6 +339,11 @@ def _live(args: argparse.Namespace) -> int:
         raise EdgeharError("--camera given, but the bundle reads no camera stream")
     sources = Sources(devices=devices, camera=camera, camera_name=cam or "camera")
     if args.check:
+        options = _view_options(args, cfg)
+        if options.serve is not None:  # the cheapest check first: a port in use fails before any device opens
+            from ..app.webview import bind
+
+            bind(*options.serve).close()
         shape = sources.open()
         try:
             sources.start(expect={s.name: s for s in manifest.streams if s.kind == "sensor"})
@@ -339,6 +356,12 @@ def _live(args: argparse.Namespace) -> int:
             print(f"  {name}: {h.device or h.url} ({h.state})"
                   + (f", frames {shape[1]}x{shape[0]}" if name == cam and shape else ""))
         print(f"  opencv: {opencv_build().summary()}")  # which cv2: pip's wheel or the board's own
+        if options.serve is not None:
+            from ..app.webview import is_loopback
+
+            host, port = options.serve
+            print(f"  serve: {host}:{port} can be bound"
+                  + ("" if is_loopback(host) or options.token else "; not loopback: a token will be printed at start"))
         return 0
     run_live(manifest, backend, sources, _view_options(args, cfg))
     return 0
