@@ -15,6 +15,8 @@ Labels come from one of:
   ends (in the window), or a prompt on stdin with `--headless` or without a display
   (type a number or a name; empty line or 0 stops; q ends the recording; anything
   else is refused in one line, the label in progress going on).
+  With `--serve` the same keys are buttons on the web page (app.webview), which
+  shows what the window shows.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class RecordOptions:
     view: str = "auto"  # auto | window | headless
     prompt: bool = True  # headless: read labels from stdin
     video_fps: float = 10.0
+    serve: tuple[str, int] | None = None  # (host, port): the view as a web page, its buttons label
+    token: str | None = None
 
 
 def parse_protocol(text: str) -> list[tuple[str, float]]:
@@ -103,6 +107,7 @@ def run_record(sources: Sources, opts: RecordOptions, out: TextIO = sys.stdout,
                key_source=None) -> SessionRecorder:
     """Record until --seconds, the protocol's end, q, or Ctrl-C; returns the closed recorder."""
     from . import display
+    from .webview import WebView, page_state
 
     if opts.protocol and opts.activities:
         raise RecordError("give --protocol or --activities, not both")
@@ -119,8 +124,16 @@ def run_record(sources: Sources, opts: RecordOptions, out: TextIO = sys.stdout,
     with contextlib.ExitStack() as stack:
         if window is not None:
             stack.callback(window.close)
+        web = None
+        if opts.serve is not None:
+            web = WebView(*opts.serve, token=opts.token, title="edgehar record", keys=label_keys(opts.activities))
+            stack.callback(web.close)
         start = sources.start()
         stack.callback(sources.stop)
+        if web is not None:
+            web.start(sources.loop)
+            stack.callback(web.close)  # before the devices' loop it serves on stops
+            print(f"edgehar record: live view at {web.url}", file=out, flush=True)
         for name in sources.names:
             if name == sources.camera_name:
                 fps = sources.camera.fps if sources.camera is not None else 30.0
@@ -172,19 +185,31 @@ def run_record(sources: Sources, opts: RecordOptions, out: TextIO = sys.stdout,
                 if now >= next_poll:
                     last_health = _health_events(recorder, sources.health(), last_health, now)
                     next_poll = now + HEALTH_POLL_S
-                if window is not None and now >= next_frame:
+                page = web is not None and web.watched
+                if (window is not None or page) and now >= next_frame:
                     _record_state(state, sources, recorder, opts, step, start, last_health)
-                    window.show(display.render_view(state))
-                    key = window.poll_key() if key_source is None else key_source()
-                    _handle_key(key, recorder, opts.activities, quit_event)
+                    image = display.render_view(state)
+                    if window is not None:
+                        window.show(image)
+                        key = window.poll_key() if key_source is None else key_source()
+                        _handle_key(key, recorder, opts.activities, quit_event)
+                    if page:
+                        web.publish(page_state(state), image)
                     next_frame = now + 1.0 / opts.video_fps
                 elif key_source is not None:
                     _handle_key(key_source(), recorder, opts.activities, quit_event)
+                if web is not None:
+                    _handle_key(web.key(), recorder, opts.activities, quit_event)
                 time.sleep(0.02)
     rec = recorder
     counts = ", ".join(f"{s.name} {s.rows} {'frames' if s.kind == 'camera' else 'samples'}" for s in rec.streams.values())
     print(f"edgehar record: wrote {opts.out} ({rec._newest:.1f} s: {counts}; {len(rec._labels)} labels)", file=out)
     return rec
+
+
+def label_keys(activities: tuple[str, ...]) -> dict[str, str]:
+    """The labelling keys (number -> activity, 0 stops) the window reads and the page offers."""
+    return {**{str(i + 1): a for i, a in enumerate(activities[:9])}, **({"0": "stop"} if activities else {})}
 
 
 def _handle_key(key: str, recorder: SessionRecorder, activities: tuple[str, ...], quit_event: threading.Event) -> None:

@@ -31,6 +31,7 @@ browser cannot drive the board), and on loopback the Host header must name loopb
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hmac
 import ipaddress
@@ -52,6 +53,7 @@ PAGE = Path(__file__).with_name("web") / "live.html"
 JPEG_QUALITY = 80
 LIVE_KEYS = {"p": "pause", "s": "smoothing", "t": "thumbnails"}  # the window's keys the page offers
 _STOP_TIMEOUT_S = 5.0
+_CLOSE_TIMEOUT_S = 1.0  # a viewer that does not answer the close in this long is cut off
 
 
 def is_loopback(host: str) -> bool:
@@ -62,6 +64,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def page_token(host: str, token: str | None) -> str | None:
+    """The token the page needs: the one given, else a random one where others can
+    connect (a non-loopback host), else none."""
+    return token or (None if is_loopback(host) else secrets.token_urlsafe(16))
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -105,8 +113,8 @@ def page_state(s: ViewState) -> dict:
 class _Viewer:
     """One connected page: a queue of one (the newest frame wins) and the task that sends it."""
 
-    def __init__(self, ws) -> None:
-        self.ws = ws
+    def __init__(self, ws, transport) -> None:
+        self.ws, self.transport = ws, transport
         self.pending: tuple[str, bytes] | None = None
         self.ready = asyncio.Event()
         self.sent = 0
@@ -116,6 +124,14 @@ class _Viewer:
         self.dropped += self.pending is not None
         self.pending = frame
         self.ready.set()
+
+    async def close(self) -> None:
+        """Tell the page the run ended; a viewer too stalled to hear it is cut off."""
+        try:
+            await asyncio.wait_for(self.ws.close(message=b"the run ended"), _CLOSE_TIMEOUT_S)
+        except (asyncio.TimeoutError, OSError):
+            if self.transport is not None:
+                self.transport.abort()
 
     async def send_frames(self) -> None:
         while True:
@@ -139,7 +155,7 @@ class WebView:
                  keys: Mapping[str, str] = LIVE_KEYS):
         self.host = host
         self.loopback = is_loopback(host)
-        self.token = token or (None if self.loopback else secrets.token_urlsafe(16))
+        self.token = page_token(host, token)
         self.title, self.keys = title, dict(keys)
         self._sock = bind(host, port)
         self.port = self._sock.getsockname()[1]
@@ -194,6 +210,10 @@ class WebView:
         frame = (json.dumps({"type": "state", **state}), self._jpeg[1])
         self._loop.call_soon_threadsafe(self._offer, frame)
 
+    def stats(self) -> list[dict[str, int]]:
+        """Per connected viewer: frames sent and frames dropped (replaced before they were sent)."""
+        return [{"sent": v.sent, "dropped": v.dropped} for v in list(self._viewers)]
+
     def key(self) -> str:
         """The oldest key a page sent and the live loop has not read, or ''."""
         try:
@@ -206,8 +226,7 @@ class WebView:
         loop, runner, self._runner = self._loop, self._runner, None
         if runner is not None and loop is not None and loop.is_running():
             async def stop():
-                for viewer in list(self._viewers):
-                    await viewer.ws.close(message=b"the run ended")
+                await asyncio.gather(*(v.close() for v in list(self._viewers)))
                 await runner.cleanup()
 
             try:
@@ -254,11 +273,12 @@ class WebView:
         why = self._refuse(request, control=True)
         if why is not None:
             raise web.HTTPForbidden(text=f"edgehar: {why}\n")
-        ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
+        # no permessage-deflate: JPEGs do not shrink, and deflating them would cost the CPU this view must not take
+        ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096, compress=False, timeout=_CLOSE_TIMEOUT_S)
         await ws.prepare(request)
         await ws.send_str(json.dumps({"type": "hello", "title": self.title, "keys": self.keys,
                                       "token_required": self.token is not None}))
-        viewer = _Viewer(ws)
+        viewer = _Viewer(ws, request.transport)
         if self._latest is not None:
             viewer.offer(self._latest)
         self._viewers.add(viewer)
@@ -272,6 +292,8 @@ class WebView:
         finally:
             self._viewers.discard(viewer)
             sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await sender
         return ws
 
     def _control(self, text: str) -> str | None:

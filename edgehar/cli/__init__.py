@@ -384,7 +384,7 @@ def _record(args: argparse.Namespace) -> int:
     sources = Sources(devices=devices, camera=args.camera, feed=rig)
     run_record(sources, RecordOptions(out=args.out, subject=args.subject, split=args.split, seconds=args.seconds,
                                       protocol=protocol, activities=args.activities,
-                                      view="headless" if args.headless else "auto"))
+                                      view="headless" if args.headless else "auto", serve=args.serve, token=args.token))
     return 0
 
 
