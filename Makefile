@@ -1,7 +1,7 @@
 # Two entry points on a fresh clone, each creating the venv it needs:
 #   make demo   - install edgehar with its LiteRT runtime (no torch) and run the live demo on
 #                 the default bundle shipped in the package
-#   make test   - install edgehar with test tools (+ xvfb, xdotool, gcc) and run the test suite
+#   make test   - install edgehar with test tools (+ xvfb, xdotool, chromium, gcc) and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 DEMO_ARGS ?= --seconds 60 --json demo.jsonl
@@ -62,16 +62,18 @@ bundles: $(VENV)/.dev
 	$(VENV)/bin/edgehar export runs/default-mmtsa/bundle --format executorch --precision int8 --out $(SHIPPED)/executorch-int8
 
 # The window tests open OpenCV's real window on a virtual X display (Debian's xvfb) and
-# press its keys (xdotool); installed here when missing (CI runs as root on Debian).
+# press its keys (xdotool); the --serve test drives the page in Debian's chromium. Installed
+# here when missing (CI runs as root on Debian). Each entry: command:package.
+GUI_TEST_TOOLS = Xvfb:xvfb xdotool:xdotool chromium:chromium
 gui-test-tools:
-	@missing=""; for tool in Xvfb xdotool; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@missing=""; for tool in $(GUI_TEST_TOOLS); do command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if ! command -v apt-get >/dev/null; then \
-	    echo "make test: the window tests need$$missing (Debian packages xvfb, xdotool) and there is no apt-get here: install them, then rerun" >&2; exit 1; fi; \
+	    echo "make test: the window and browser tests need the Debian packages$$missing and there is no apt-get here: install them, then rerun" >&2; exit 1; fi; \
 	  if [ "$$(id -u)" != 0 ]; then \
-	    echo "make test: the window tests need$$missing: run 'sudo apt-get install -y xvfb xdotool' (not root, so not installing them)" >&2; exit 1; fi; \
-	  echo "make test: installing xvfb and xdotool (missing:$$missing)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb xdotool >/dev/null || exit 1; \
+	    echo "make test: the window and browser tests need$$missing: run 'sudo apt-get install -y$$missing' (not root, so not installing them)" >&2; exit 1; fi; \
+	  echo "make test: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
 	fi
 
 # The reference firmware's tests build its C (firmware_bridge/firmware/) with the system

@@ -1,0 +1,144 @@
+"""`edgehar demo --serve` in a real headless Chromium: the page loads, shows the label and
+the latency changing, its buttons and keys do what the window's keys do, several pages
+watch at once, and the token keeps out a page without it.
+
+Chromium is Debian's (/usr/bin/chromium, which `make test` installs), driven by the
+Python `playwright` package through `executable_path`: a pip install from PyPI with no
+browser download and no Node.js project beside this Python one (selenium would need
+Debian's chromedriver as well). Everything listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from edgehar.cli.demo import SHIPPED_DIR
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Chromium as root on a machine with a closed network: no sandbox, no GPU, no background calls home.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+WAIT_MS = 45_000  # for an effect to show; a loaded 2-core machine runs a hop in seconds
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def demo_url():
+    """A demo serving its view on a free loopback port, with a token; yields its URL."""
+    bundle = SHIPPED_DIR / "litert-int8"
+    proc = subprocess.Popen([sys.executable, "-m", "edgehar.cli", "demo", "--model", str(bundle), "--serve", "127.0.0.1:0",
+                             "--token", TOKEN, "--headless", "--seconds", "120", "--seed", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "DISPLAY": ""})
+    lines: list[str] = []
+    url = None
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            found = re.search(r"live view at (\S+)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url is not None, "".join(lines)
+        threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()  # keep the pipe drained
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the demo's own clean stop
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).is_file():
+        pytest.fail("the browser test needs Debian's chromium: `make test` installs it (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _text(page, selector: str) -> str:
+    return page.text_content(selector) or ""
+
+
+def _wait_text_change(page, selector: str, before: str) -> str:
+    page.wait_for_function("([sel, before]) => document.querySelector(sel).textContent !== before",
+                           arg=[selector, before], timeout=WAIT_MS)
+    return _text(page, selector)
+
+
+def _frames(page) -> int:
+    return page.evaluate("window.__frames")
+
+
+def _wait_frames(page, n: int) -> None:
+    start = _frames(page)
+    page.wait_for_function(f"window.__frames >= {start + n}", timeout=WAIT_MS)
+
+
+def test_the_page_shows_the_live_view_and_its_keys_work(demo_url, browser, tmp_path):
+    context = browser.new_context(viewport={"width": 1300, "height": 1000})
+    context.add_init_script("window.__frames = 0; document.addEventListener('edgehar:frame', () => window.__frames++);")
+    page, other = context.new_page(), context.new_page()
+
+    refused = page.goto(demo_url.split("?")[0])  # without the token
+    assert refused.status == 403 and "needs the token" in page.content()
+
+    page.goto(demo_url)
+    other.goto(demo_url)
+    page.wait_for_function("document.getElementById('label').textContent !== 'waiting for the first window...'",
+                           timeout=WAIT_MS)
+    label = _text(page, "#label")
+    assert re.fullmatch(r"[a-z_]+", label) and _text(page, "#conn") == "live"
+    assert re.match(r"\d+%$", _text(page, "#confidence"))
+    assert page.evaluate("document.getElementById('view').naturalWidth") == 1280  # the rendered view arrived
+    # the latency changes every hop, the label when the simulated person changes activity
+    latency = _text(page, "#latency")
+    assert re.search(r"inference [\d.]+ \| .* total [\d.]+$", latency), latency
+    _wait_text_change(page, "#latency", latency)
+    _wait_text_change(page, "#label", label)
+    _wait_frames(other, 3)  # a second viewer at the same time
+
+    # p pauses: the view and its numbers freeze while frames keep coming, then go on
+    page.click("#key-p")
+    page.wait_for_function("document.getElementById('paused').textContent === 'PAUSED'", timeout=WAIT_MS)
+    assert page.get_attribute("#key-p", "aria-pressed") == "true"
+    frozen = _text(page, "#latency"), _text(page, "#now")
+    _wait_frames(page, 3)
+    assert (_text(page, "#latency"), _text(page, "#now")) == frozen
+    assert _text(other, "#paused") == "PAUSED"  # one view, whoever watches it
+    page.click("#key-p")
+    _wait_text_change(page, "#now", frozen[1])
+    assert _text(page, "#paused") == "" and page.get_attribute("#key-p", "aria-pressed") == "false"
+
+    # s switches the smoothing, as the window's key does
+    assert _text(page, "#smoothing") == "majority of 5"
+    page.click("#key-s")
+    assert _wait_text_change(page, "#smoothing", "majority of 5") == "EMA over 5"
+
+    # t hides the thumbnails; the keyboard works as the buttons do
+    page.click("#key-t")
+    page.wait_for_function("document.getElementById('key-t').getAttribute('aria-pressed') === 'true'", timeout=WAIT_MS)
+    page.keyboard.press("t")
+    page.wait_for_function("document.getElementById('key-t').getAttribute('aria-pressed') === 'false'", timeout=WAIT_MS)
+
+    shot = tmp_path / "serve.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 50_000  # the view, not an empty page
+    context.close()
