@@ -117,6 +117,7 @@ class LiveView:
         self._frozen: np.ndarray | None = None
         self._made = 0.0  # wall time the shown prediction was made (the page's lag is measured from it)
         self._fresh = False  # a prediction the page has not been sent yet
+        self._thumbs_of: Prediction | None = None  # the prediction state.thumbnails were drawn from
         self.start = 0.0
         self.next_frame = 0.0
 
@@ -159,7 +160,7 @@ class LiveView:
             while self.next_frame <= (now if end is None else min(now, end)):
                 self.video.write(image)
                 self.next_frame += self.frame_period
-        elif slot:
+        elif self.video is None:  # a frame for a fresh prediction starts the next period: fps stays the rate
             self.next_frame = now + self.frame_period
         if self.window is not None:
             self.window.show(image)
@@ -201,7 +202,10 @@ class LiveView:
         s.smoothed, s.smoothed_confidence = pred.smoothed, pred.smoothed_confidence or 0.0
         s.missing = tuple(k for k, v in pred.present.items() if not v)
         s.latency_ms = pred.latency_ms
-        s.thumbnails = thumbnails(self.manifest, pred) if s.show_thumbnails else []
+        if not s.show_thumbnails:
+            s.thumbnails, self._thumbs_of = [], None
+        elif self._thumbs_of is not pred:  # once per prediction, not per frame: colour-mapping GAF tiles is most of a frame
+            s.thumbnails, self._thumbs_of = thumbnails(self.manifest, pred), pred
 
     def close(self) -> None:
         for view in (self.terminal, self.window, self.video, self.web):

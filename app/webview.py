@@ -50,7 +50,7 @@ import numpy as np
 from .display import ViewError, ViewState
 
 PAGE = Path(__file__).with_name("web") / "live.html"
-JPEG_QUALITY = 80
+JPEG_QUALITY = 75
 LIVE_KEYS = {"p": "pause", "s": "smoothing", "t": "thumbnails"}  # the window's keys the page offers
 _STOP_TIMEOUT_S = 5.0
 _CLOSE_TIMEOUT_S = 1.0  # a viewer that does not answer the close in this long is cut off

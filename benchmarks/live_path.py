@@ -80,7 +80,7 @@ def scaled_video(source: Path, size: tuple[int, int], seconds: float, work: Path
     return out
 
 
-def _cpu_seconds(pid: int) -> float | None:
+def cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds of a live process (Linux /proc), None once it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -112,7 +112,7 @@ def run_live(bundle: Path, session: Path, video: Path, seconds: float, log: Path
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        cpu = _cpu_seconds(proc.pid)
+        cpu = cpu_seconds(proc.pid)
         if cpu is not None and _count_lines(log):
             now = (time.monotonic(), cpu)
             first = first or now

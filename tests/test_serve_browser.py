@@ -10,23 +10,13 @@ Debian's chromedriver as well). Everything listens on 127.0.0.1.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from edgehar.cli.demo import SHIPPED_DIR
+from edgehar.benchmarks.serve_cost import CHROMIUM, PAGE_PROBE, launch_chromium, start_served_demo, stop_demo
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Chromium as root on a machine with a closed network: no sandbox, no GPU, no background calls home.
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
 WAIT_MS = 45_000  # for an effect to show; a loaded 2-core machine runs a hop in seconds
 TOKEN = "s3cret-token"
 
@@ -34,29 +24,11 @@ TOKEN = "s3cret-token"
 @pytest.fixture(scope="module")
 def demo_url():
     """A demo serving its view on a free loopback port, with a token; yields its URL."""
-    bundle = SHIPPED_DIR / "litert-int8"
-    proc = subprocess.Popen([sys.executable, "-m", "edgehar.cli", "demo", "--model", str(bundle), "--serve", "127.0.0.1:0",
-                             "--token", TOKEN, "--headless", "--seconds", "120", "--seed", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "DISPLAY": ""})
-    lines: list[str] = []
-    url = None
+    proc, url, _ = start_served_demo("--token", TOKEN, "--seconds", "120", "--seed", "1")
     try:
-        for line in proc.stdout:
-            lines.append(line)
-            found = re.search(r"live view at (\S+)", line)
-            if found:
-                url = found.group(1)
-                break
-        assert url is not None, "".join(lines)
-        threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()  # keep the pipe drained
         yield url
     finally:
-        proc.send_signal(signal.SIGINT)  # Ctrl-C: the demo's own clean stop
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_demo(proc)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +38,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        chromium = launch_chromium(pw)
         try:
             yield chromium
         finally:
@@ -94,7 +66,7 @@ def _wait_frames(page, n: int) -> None:
 
 def test_the_page_shows_the_live_view_and_its_keys_work(demo_url, browser, tmp_path):
     context = browser.new_context(viewport={"width": 1300, "height": 1000})
-    context.add_init_script("window.__frames = 0; document.addEventListener('edgehar:frame', () => window.__frames++);")
+    context.add_init_script(PAGE_PROBE)
     page, other = context.new_page(), context.new_page()
 
     refused = page.goto(demo_url.split("?")[0])  # without the token
