@@ -12,7 +12,7 @@ DEMO_ARGS ?= --seconds 60 --json demo.jsonl
 # the terminal view where none does), and the window tests need it.
 OPENCV ?= gui
 
-.PHONY: demo test gui-test-tools c-test-tools bundles clean
+.PHONY: demo test test-tools bundles clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,35 +61,24 @@ bundles: $(VENV)/.dev
 	$(VENV)/bin/edgehar export runs/default-mmtsa/bundle --format litert --precision int8 --out $(SHIPPED)/litert-int8
 	$(VENV)/bin/edgehar export runs/default-mmtsa/bundle --format executorch --precision int8 --out $(SHIPPED)/executorch-int8
 
-# The window tests open OpenCV's real window on a virtual X display (Debian's xvfb) and
-# press its keys (xdotool); the --serve test drives the page in Debian's chromium. Installed
-# here when missing (CI runs as root on Debian). Each entry: command:package.
-GUI_TEST_TOOLS = Xvfb:xvfb xdotool:xdotool chromium:chromium
-gui-test-tools:
-	@missing=""; for tool in $(GUI_TEST_TOOLS); do command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool#*:}"; done; \
+# Programs the tests start for real, installed here when missing (CI runs as root on
+# Debian): the window tests open OpenCV's window on a virtual X display (xvfb) and press
+# its keys (xdotool); the --serve test drives the page in Debian's chromium; the reference
+# firmware's tests build its C (firmware_bridge/firmware/) with the system C and C++
+# compilers. Each entry: command:package.
+TEST_TOOLS = Xvfb:xvfb xdotool:xdotool chromium:chromium cc:gcc c++:g++
+test-tools:
+	@missing=""; for tool in $(TEST_TOOLS); do command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if ! command -v apt-get >/dev/null; then \
-	    echo "make test: the window and browser tests need the Debian packages$$missing and there is no apt-get here: install them, then rerun" >&2; exit 1; fi; \
+	    echo "make test: the tests need the Debian packages$$missing and there is no apt-get here: install them, then rerun" >&2; exit 1; fi; \
 	  if [ "$$(id -u)" != 0 ]; then \
-	    echo "make test: the window and browser tests need$$missing: run 'sudo apt-get install -y$$missing' (not root, so not installing them)" >&2; exit 1; fi; \
+	    echo "make test: the tests need$$missing: run 'sudo apt-get install -y$$missing' (not root, so not installing them)" >&2; exit 1; fi; \
 	  echo "make test: installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
 	fi
 
-# The reference firmware's tests build its C (firmware_bridge/firmware/) with the system
-# compilers (C, and C++ for the header's C++ check); gcc and g++ are installed here when
-# missing (CI runs as root on Debian).
-c-test-tools:
-	@if ! command -v cc >/dev/null || ! command -v c++ >/dev/null; then \
-	  if ! command -v apt-get >/dev/null; then \
-	    echo "make test: the firmware tests need C and C++ compilers (gcc, g++) and there is no apt-get here: install one, then rerun" >&2; exit 1; fi; \
-	  if [ "$$(id -u)" != 0 ]; then \
-	    echo "make test: the firmware tests need C and C++ compilers: run 'sudo apt-get install -y gcc g++' (not root, so not installing them)" >&2; exit 1; fi; \
-	  echo "make test: installing gcc and g++ (no cc or c++ found)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ >/dev/null || exit 1; \
-	fi
-
-test: $(VENV)/.dev gui-test-tools c-test-tools
+test: $(VENV)/.dev test-tools
 	$(VENV)/bin/python -m pytest -q
 
 clean:

@@ -2,7 +2,7 @@
 
 Strict C99 with every warning an error, under AddressSanitizer + UndefinedBehaviorSanitizer
 where the toolchain has them. A missing compiler fails the test in one line (`make
-c-test-tools` installs gcc): the firmware tests are never skipped.
+test-tools` installs gcc): the firmware tests are never skipped.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def compiler(cxx: bool = False) -> str:
     found = os.environ.get(var) or next(filter(None, map(shutil.which, names)), None)
     if not found:
         pytest.fail(f"the firmware tests need a {'C++' if cxx else 'C'} compiler and none is on PATH: run "
-                    f"'make c-test-tools' (Debian: apt-get install {package})", pytrace=False)
+                    f"'make test-tools' (Debian: apt-get install {package})", pytrace=False)
     return found
 
 
