@@ -12,7 +12,7 @@ DEMO_ARGS ?= --seconds 60 --json demo.jsonl
 # the terminal view where none does), and the window tests need it.
 OPENCV ?= gui
 
-.PHONY: demo test test-tools bundles clean
+.PHONY: demo test test-tools bundles arm64-check clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,14 @@ bundles: $(VENV)/.dev
 	$(VENV)/bin/edgehar train --out runs/default-mmtsa
 	$(VENV)/bin/edgehar export runs/default-mmtsa/bundle --format litert --precision int8 --out $(SHIPPED)/litert-int8
 	$(VENV)/bin/edgehar export runs/default-mmtsa/bundle --format executorch --precision int8 --out $(SHIPPED)/executorch-int8
+
+# aarch64, proven (docs/arm64.md): an arm64 Debian bookworm rootfs under QEMU (built once,
+# cached in ~/.cache/edgehar/arm64-rootfs), the deploy-only install from wheels, the demo
+# for 20 s and the shipped LiteRT bundle against this machine on the same inputs. Root on
+# Debian (it apt-get installs debootstrap and qemu-user-static); about 15 min the first time.
+# Rewrites docs/arm64.json and the result in docs/arm64.md; not part of make test.
+arm64-check: $(VENV)/.litert
+	$(VENV)/bin/python tools/arm64_check.py
 
 # Programs the tests start for real, installed here when missing (CI runs as root on
 # Debian): the window tests open OpenCV's window on a virtual X display (xvfb) and press
