@@ -117,18 +117,22 @@ def compare_logits(host: np.ndarray, arm: np.ndarray) -> dict[str, Any]:
 
 
 def summarise_demo(jsonl: str, labels: tuple[str, ...]) -> dict[str, Any]:
-    """Predictions in a demo's JSON log: how many, which labels, how many agree with the
-    simulated truth, and any label the bundle does not have (a corrupted output)."""
+    """Predictions in a demo's JSON log: how many, which labels, any label the bundle does
+    not have (a corrupted output), how many were degraded (a stream had no sample in the
+    window) and how many agree with the simulated truth, over all and over the complete ones."""
     preds = [json.loads(line) for line in jsonl.splitlines() if line.strip()]
     seen: dict[str, int] = {}
     for p in preds:
         seen[p["label"]] = seen.get(p["label"], 0) + 1
-    scored = [p for p in preds if p.get("truth") is not None]
-    agree = sum(p["truth"] == p["label"] for p in scored)
+    complete = [p for p in preds if not p.get("degraded")]
     return {"predictions": len(preds), "labels": dict(sorted(seen.items())),
-            "unknown_labels": sorted(set(seen) - set(labels)),
-            "agreement": round(agree / len(scored), 4) if scored else None,
-            "degraded": sum(bool(p.get("degraded")) for p in preds)}
+            "unknown_labels": sorted(set(seen) - set(labels)), "agreement": _agreement(preds),
+            "degraded": len(preds) - len(complete), "agreement_complete": _agreement(complete)}
+
+
+def _agreement(preds: list[dict[str, Any]]) -> float | None:
+    scored = [p for p in preds if p.get("truth") is not None]
+    return round(sum(p["truth"] == p["label"] for p in scored) / len(scored), 4) if scored else None
 
 
 def verdict(demo: dict[str, Any], fidelity: dict[str, Any]) -> list[str]:
@@ -138,6 +142,8 @@ def verdict(demo: dict[str, Any], fidelity: dict[str, Any]) -> list[str]:
         failures.append(f"the demo exited {demo.get('exit')}")
     if demo.get("predictions", 0) == 0:
         failures.append("the demo made no prediction")
+    elif demo.get("degraded") == demo.get("predictions"):
+        failures.append("no demo prediction had every stream")
     if demo.get("unknown_labels"):
         failures.append(f"the demo predicted labels the bundle lacks: {demo['unknown_labels']}")
     if not fidelity.get("same_shape"):
@@ -154,7 +160,6 @@ def render_markdown(report: dict[str, Any]) -> str:
     """The generated part of docs/arm64.md: command, date, machines, result."""
     t, d, f = report["target"], report["demo"], report["fidelity"]
     pkgs = ", ".join(f"{k} {v}" for k, v in t["packages"].items())
-    agreement = "n/a" if d.get("agreement") is None else f"{100 * d['agreement']:.1f} %"
     diff = f["max_abs_logit_diff"]
     lines = [
         f"**{'PASSED' if report['passed'] else 'FAILED'}**"
@@ -171,7 +176,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"| installed | `pip install --only-binary=:all: 'edgehar[{t['extras']}]'` (a wheel of this checkout): {pkgs}; "
         f"venv {t['venv_mb']:.0f} MB |",
         f"| demo | `edgehar demo --headless --seconds {d['seconds']:g}`: exit {d['exit']}, {d['predictions']} predictions, "
-        f"{agreement} agree with the simulated truth, {d['degraded']} degraded |",
+        f"{_percent(d['agreement'])} agree with the simulated truth; {d['degraded']} degraded (a stream had no "
+        f"sample in the window), {_percent(d['agreement_complete'])} of the other {d['predictions'] - d['degraded']} agree |",
         f"| same inputs | {f['windows']} windows of a simulated data set (seed {f['seed']}), shipped `{f['bundle']}`: "
         f"top-1 equal on {f['top1_equal']} of {f['windows']}, max abs logit difference "
         f"{'n/a' if diff is None else f'{diff:.3g}'}{' (bit-identical)' if f['bit_identical'] else ''}; "
@@ -179,6 +185,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{100 * f['accuracy_arm64']:.1f} % (arm64) |",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{100 * share:.1f} %"
 
 
 def replace_block(doc: str, block: str) -> str:
@@ -213,9 +223,19 @@ def deploy_extras(wheel: Path) -> str:
 
 
 def build_wheel(out: Path) -> Path:
-    """A wheel of this checkout (shipped bundles included), built on the host."""
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT)],
-                          capture_output=True, text=True)
+    """A wheel of this checkout as it is (shipped bundles included), built on the host from
+    a copy of its files (tracked and not ignored), so the build leaves nothing in the tree."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, text=True)
+    if listed.returncode != 0:
+        raise RootfsError(f"listing the checkout's files failed: {listed.stderr.strip()[-300:]}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for rel in filter(None, listed.stdout.split("\0")):
+            if (ROOT / rel).is_file():
+                (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / rel, Path(tmp) / rel)
+        proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), tmp],
+                              capture_output=True, text=True)
     wheels = sorted(out.glob("edgehar-*.whl"))
     if proc.returncode != 0 or not wheels:
         raise RootfsError(f"building the edgehar wheel failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
@@ -273,6 +293,7 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
     with mounted(root, aarch64_cpuinfo(os.cpu_count() or 1)):
         configure_rootfs(root)
         if "headless" not in extras.split(","):
+            chroot_check(root, ["apt-get", "update", "-qq"], "apt-get update", log=log)
             chroot_check(root, ["apt-get", "install", "-y", "-qq", *GUI_OPENCV_PACKAGES], "apt-get install", log=log)
         print(f"arm64-check: pip install edgehar[{extras}] in the rootfs (wheels only)", flush=True)
         target = install(root, wheel, extras, log)
