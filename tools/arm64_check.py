@@ -50,8 +50,6 @@ WORK = "/tmp/edgehar-arm64-check"  # inside the rootfs: wheel, this script, inpu
 TOOL_FILES = ("arm64_check.py", "arm64_rootfs.py")
 BUNDLE = "litert-int8"  # the shipped bundle a torch-free board runs
 DOC_BEGIN, DOC_END = "<!-- arm64-check:begin -->", "<!-- arm64-check:end -->"
-REPORTED_PACKAGES = ("edgehar", "numpy", "ai-edge-litert", "opencv-python", "opencv-python-headless",
-                     "bleak", "pyserial")
 
 
 # -- fixed inputs and the logits of the shipped bundle (the part that runs on both sides) --
@@ -83,23 +81,19 @@ def write_windows(path: Path, seed: int, subjects: int = 2) -> int:
 def bundle_logits(inputs: Path, bundle: Path) -> dict[str, Any]:
     """The bundle's logits for every window in `inputs`, one window at a time (batch 1,
     as live), with what ran them: machine, Python, package versions, model file sha256."""
-    import importlib.metadata
-
+    import edgehar
     from edgehar.app.backends import load_bundle
+    from edgehar.benchmarks.bench import machine_info
     from edgehar.contract.bundle import model_path
 
     manifest, backend = load_bundle(bundle, num_threads=1)
     with np.load(inputs) as npz:
         arrays = [npz[f"input_{i}"] for i in range(len(manifest.modalities))]
     logits = [np.asarray(backend.run(tuple(a[w:w + 1] for a in arrays)))[0] for w in range(len(arrays[0]))]
-    versions = {}
-    for name in REPORTED_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
+    info = machine_info()
     return {
-        "machine": platform.machine(), "python": platform.python_version(), "packages": versions,
+        "machine": platform.machine(), "python": info["python"],
+        "packages": {"edgehar": edgehar.__version__, **info["versions"]},
         "model_sha256": hashlib.sha256(model_path(bundle, manifest).read_bytes()).hexdigest(),
         "logits": np.stack(logits).astype(np.float32).tolist(),
     }
@@ -167,7 +161,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"`{report['command']}`, {report['date']}, host {report['host']['cpu']} "
         f"({report['host']['machine']}, {report['host']['cores']} cores, {report['host']['os']}, "
-        f"Python {report['host']['python']}); took {report['durations_s']['total']:.0f} s.",
+        f"Python {report['host']['python']}); took {report['durations_s']['total']:.0f} s, "
+        f"{next((k for k in report['durations_s'] if k.startswith('rootfs')), 'rootfs')}.",
         "",
         "| | |",
         "|---|---|",
@@ -178,7 +173,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"| demo | `edgehar demo --headless --seconds {d['seconds']:g}`: exit {d['exit']}, {d['predictions']} predictions, "
         f"{_percent(d['agreement'])} agree with the simulated truth; {d['degraded']} degraded (a stream had no "
         f"sample in the window), {_percent(d['agreement_complete'])} of the other {d['predictions'] - d['degraded']} agree |",
-        f"| same inputs | {f['windows']} windows of a simulated data set (seed {f['seed']}), shipped `{f['bundle']}`: "
+        f"| same inputs | {f['windows']} windows of a simulated data set (seed {f['seed']}), shipped `{f['bundle']}` "
+        f"({'the same model file on both, sha256 ' if f['model_sha256_equal'] else 'DIFFERENT model files; host sha256 '}"
+        f"`{f['model_sha256'][:16]}…`): "
         f"top-1 equal on {f['top1_equal']} of {f['windows']}, max abs logit difference "
         f"{'n/a' if diff is None else f'{diff:.3g}'}{' (bit-identical)' if f['bit_identical'] else ''}; "
         f"top-1 is the simulated activity on {100 * f['accuracy_host']:.1f} % (x86-64) and "
@@ -200,14 +197,11 @@ def replace_block(doc: str, block: str) -> str:
 
 
 def host_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                   if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "machine": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "os": f"{platform.system()} {platform.release()}"}
+    from edgehar.benchmarks.bench import machine_info
+
+    info = machine_info()
+    return {"cpu": info["cpu"], "machine": platform.machine(), "cores": info["cores"], "python": info["python"],
+            "os": info["os"]}
 
 
 # -- the run ------------------------------------------------------------------------------
@@ -243,39 +237,59 @@ def build_wheel(out: Path) -> Path:
 
 
 def install(root: Path, wheel: Path, extras: str, log: Path) -> dict[str, Any]:
-    """The deploy venv in the rootfs: dependencies from wheels only, then this wheel over
-    whatever edgehar a cached venv held (same version number, newer code)."""
-    if not (root / VENV.lstrip("/") / "bin/python").exists():
-        chroot_check(root, ["python3", "-m", "venv", VENV], "python3 -m venv", log=log)
-    pip = [f"{VENV}/bin/pip", "install", "--quiet", "--only-binary=:all:"]
-    inside = f"{WORK}/{wheel.name}"
-    chroot_check(root, [*pip, f"{inside}[{extras}]"], f"pip install edgehar[{extras}]", log=log)
-    chroot_check(root, [*pip, "--no-deps", "--force-reinstall", inside], "pip install (this wheel)", log=log)
+    """A fresh deploy venv in the rootfs (what a board gets, never an upgraded one), this
+    wheel and its dependencies from wheels only; pip's download cache stays in the rootfs."""
+    chroot_check(root, ["python3", "-m", "venv", "--clear", VENV], "python3 -m venv", log=log)
+    chroot_check(root, [f"{VENV}/bin/pip", "install", "--quiet", "--only-binary=:all:", f"{WORK}/{wheel.name}[{extras}]"],
+                 f"pip install edgehar[{extras}]", log=log)
     chroot_check(root, [f"{VENV}/bin/edgehar", "--version"], "edgehar --version", log=log)
     venv_bytes = sum(p.stat().st_size for p in (root / VENV.lstrip("/")).rglob("*") if p.is_file() and not p.is_symlink())
     return {"extras": extras, "venv_mb": round(venv_bytes / 2**20, 1)}
 
 
+def run_demo(root: Path, seconds: float, labels: tuple[str, ...], log: Path) -> dict[str, Any]:
+    """`edgehar demo --headless` in the rootfs for `seconds`, summarised from its JSON log."""
+    jsonl = f"{WORK}/demo.jsonl"
+    proc = chroot_run(root, [f"{VENV}/bin/edgehar", "demo", "--headless", "--seconds", f"{seconds:g}", "--json", jsonl],
+                      timeout_s=seconds + 600, log=log)
+    written = root / jsonl.lstrip("/")
+    return {"seconds": seconds, "exit": proc.returncode,
+            **summarise_demo(written.read_text() if written.is_file() else "", labels)}
+
+
+def fidelity_report(host: dict[str, Any], arm: dict[str, Any], windows: Path, seed: int) -> dict[str, Any]:
+    """The two sides' logits on the same windows compared, with the model files' hashes
+    and how often each side's top-1 is the simulated activity."""
+    with np.load(windows) as npz:
+        truth = npz["labels"]
+    host_logits, arm_logits = (np.asarray(side["logits"], np.float32) for side in (host, arm))
+    return {"bundle": f"{shipped_litert().parent.name}/{BUNDLE}", "seed": seed,
+            "accuracy_host": round(float((host_logits.argmax(1) == truth).mean()), 4),
+            "accuracy_arm64": round(float((arm_logits.argmax(1) == truth).mean()), 4),
+            "model_sha256": host["model_sha256"], "model_sha256_equal": arm["model_sha256"] == host["model_sha256"],
+            **compare_logits(host_logits, arm_logits)}
+
+
 def run_check(args: argparse.Namespace) -> dict[str, Any]:
+    """Every step of the check (module docstring); the report as docs/arm64.json holds it."""
     from edgehar.contract.bundle import read_manifest
 
-    t_start = time.monotonic()
     durations: dict[str, float] = {}
+    t_start = t = time.monotonic()
 
-    def lap(name: str, since: float) -> float:
-        now = time.monotonic()
-        durations[name] = round(now - since, 1)
-        return now
+    def lap(name: str) -> None:
+        nonlocal t
+        durations[name], t = round(time.monotonic() - t, 1), time.monotonic()
 
     root = Path(args.rootfs)
-    log = root.parent / "arm64-check.log"
     root.parent.mkdir(parents=True, exist_ok=True)
+    log = root.parent / "arm64-check.log"
     log.write_text("")
     flags = enable_binfmt()
     print(f"arm64-check: binfmt_misc runs aarch64 with qemu-aarch64-static (flags {flags})", flush=True)
     print(f"arm64-check: arm64 Debian {SUITE} rootfs in {root} (log: {log})", flush=True)
-    built = build_rootfs(root, args.mirror, log)
-    t = lap("rootfs (built now)" if built else "rootfs (cached)", t_start)
+    lap("rootfs (built now)" if build_rootfs(root, args.mirror, log) else "rootfs (cached)")
+
     work = root / WORK.lstrip("/")
     if work.exists():
         shutil.rmtree(work)
@@ -285,42 +299,32 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
     wheel = build_wheel(work)
     extras = deploy_extras(wheel)
     print(f"arm64-check: built {wheel.name}; fixed inputs from a simulated data set (seed {args.seed})", flush=True)
-    windows = write_windows(work / "windows.npz", args.seed)
+    n_windows = write_windows(work / "windows.npz", args.seed)
     host = bundle_logits(work / "windows.npz", shipped_litert())
-    manifest = read_manifest(shipped_litert())
-    t = lap("host", t)
+    lap("host")
 
     with mounted(root, aarch64_cpuinfo(os.cpu_count() or 1)):
         configure_rootfs(root)
         if "headless" not in extras.split(","):
             chroot_check(root, ["apt-get", "update", "-qq"], "apt-get update", log=log)
             chroot_check(root, ["apt-get", "install", "-y", "-qq", *GUI_OPENCV_PACKAGES], "apt-get install", log=log)
-        print(f"arm64-check: pip install edgehar[{extras}] in the rootfs (wheels only)", flush=True)
+        print(f"arm64-check: pip install edgehar[{extras}] in a fresh venv in the rootfs (wheels only)", flush=True)
         target = install(root, wheel, extras, log)
-        t = lap("install", t)
+        lap("install")
         print(f"arm64-check: edgehar demo --headless --seconds {args.demo_seconds:g} in the rootfs", flush=True)
-        demo_log = f"{WORK}/demo.jsonl"
-        proc = chroot_run(root, [f"{VENV}/bin/edgehar", "demo", "--headless", "--seconds", f"{args.demo_seconds:g}",
-                                 "--json", demo_log], timeout_s=args.demo_seconds + 600, log=log)
-        jsonl = (root / demo_log.lstrip("/")).read_text() if (root / demo_log.lstrip("/")).is_file() else ""
-        demo = {"seconds": args.demo_seconds, "exit": proc.returncode, **summarise_demo(jsonl, manifest.labels)}
-        t = lap("demo", t)
-        print(f"arm64-check: the shipped bundle on the {windows} fixed windows in the rootfs", flush=True)
+        demo = run_demo(root, args.demo_seconds, read_manifest(shipped_litert()).labels, log)
+        lap("demo")
+        print(f"arm64-check: the shipped bundle on the {n_windows} fixed windows in the rootfs", flush=True)
         chroot_check(root, [f"{VENV}/bin/python", f"{WORK}/arm64_check.py", "logits",
                             "--inputs", f"{WORK}/windows.npz", "--out", f"{WORK}/arm64-logits.json"],
                      "the logits run", log=log)
         arm = json.loads((work / "arm64-logits.json").read_text())
-        rootfs_os = (root / "etc/debian_version").read_text().strip()
-        t = lap("logits", t)
+        lap("logits")
 
-    with np.load(work / "windows.npz") as npz:
-        truth = npz["labels"]
-    fidelity = {"bundle": f"{shipped_litert().parent.name}/{BUNDLE}", "seed": args.seed,
-                "accuracy_host": _accuracy(host["logits"], truth), "accuracy_arm64": _accuracy(arm["logits"], truth),
-                "model_sha256": host["model_sha256"], "model_sha256_equal": arm["model_sha256"] == host["model_sha256"],
-                **compare_logits(np.asarray(host["logits"], np.float32), np.asarray(arm["logits"], np.float32))}
+    fidelity = fidelity_report(host, arm, work / "windows.npz", args.seed)
     failures = verdict(demo, fidelity)
     durations["total"] = round(time.monotonic() - t_start, 1)
+    rootfs_os = (root / "etc/debian_version").read_text().strip()
     return {
         "passed": not failures, "failures": failures,
         "date": datetime.date.today().isoformat(), "command": "make arm64-check", "host": host_info(),
@@ -329,10 +333,6 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
                    "packages": arm["packages"], **target},
         "demo": demo, "fidelity": fidelity, "durations_s": durations,
     }
-
-
-def _accuracy(logits: list[list[float]], labels: np.ndarray) -> float:
-    return round(float((np.asarray(logits).argmax(1) == labels).mean()), 4)
 
 
 def _qemu_version() -> str:
