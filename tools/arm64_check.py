@@ -9,7 +9,8 @@
 2. builds an arm64 Debian bookworm root file system once and caches it
    (`$EDGEHAR_HOME/arm64-rootfs`, default ~/.cache/edgehar/arm64-rootfs);
 3. builds a wheel of this checkout on the host and installs it there, with the
-   deploy-only extra (LiteRT, no torch), into a venv from wheels only (no source build);
+   deploy-only extras (LiteRT, headless OpenCV, no torch), into a fresh venv from wheels
+   only (no source build);
 4. runs `edgehar demo --headless` for `--demo-seconds` there (the shipped LiteRT bundle
    on simulated devices) and checks it predicts known activities;
 5. runs the shipped LiteRT bundle on the same fixed inputs on both sides -- every test
@@ -40,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from arm64_rootfs import (GUI_OPENCV_PACKAGES, MIRROR, QEMU_CPU, SUITE, RootfsError, aarch64_cpuinfo, build_rootfs,
+from arm64_rootfs import (MIRROR, QEMU_CPU, SUITE, RootfsError, aarch64_cpuinfo, build_rootfs,
                           chroot_check, chroot_run, configure_rootfs, enable_binfmt, ensure_host_packages,
                           in_private_mount_namespace, mounted)
 
@@ -49,6 +50,9 @@ VENV = "/opt/edgehar"  # the deploy venv inside the rootfs
 WORK = "/tmp/edgehar-arm64-check"  # inside the rootfs: wheel, this script, inputs, outputs
 TOOL_FILES = ("arm64_check.py", "arm64_rootfs.py")
 BUNDLE = "litert-int8"  # the shipped bundle a torch-free board runs
+# The deploy-only install of a Pi OS Lite-like board: LiteRT, no torch, OpenCV without X or GL
+# (the minbase rootfs has none of their libraries, so the check also shows none is needed).
+EXTRAS = "litert,headless"
 DOC_BEGIN, DOC_END = "<!-- arm64-check:begin -->", "<!-- arm64-check:end -->"
 
 
@@ -205,29 +209,16 @@ def host_info() -> dict[str, Any]:
 
 
 # -- the run ------------------------------------------------------------------------------
-def deploy_extras(wheel: Path) -> str:
-    """The extras a torch-free board installs: LiteRT, and headless OpenCV where the
-    project offers it as an extra (the board then needs no X or GL libraries)."""
-    import zipfile
-
-    with zipfile.ZipFile(wheel) as z:
-        meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
-    extras = {l.split(":", 1)[1].strip() for l in meta.splitlines() if l.startswith("Provides-Extra:")}
-    return "litert,headless" if "headless" in extras else "litert"
-
-
 def build_wheel(out: Path) -> Path:
     """A wheel of this checkout as it is (shipped bundles included), built on the host from
-    a copy of its files (tracked and not ignored), so the build leaves nothing in the tree."""
-    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            capture_output=True, text=True)
-    if listed.returncode != 0:
-        raise RootfsError(f"listing the checkout's files failed: {listed.stderr.strip()[-300:]}")
+    a copy of its files (deploy_footprint's copy_tree), so the build leaves nothing in the tree."""
+    from edgehar.benchmarks.deploy_footprint import copy_tree
+
     with tempfile.TemporaryDirectory() as tmp:
-        for rel in filter(None, listed.stdout.split("\0")):
-            if (ROOT / rel).is_file():
-                (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ROOT / rel, Path(tmp) / rel)
+        try:
+            copy_tree(Path(tmp))
+        except subprocess.CalledProcessError as exc:
+            raise RootfsError(f"listing the checkout's files failed: {(exc.stderr or b'').decode().strip()[-300:]}") from None
         proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), tmp],
                               capture_output=True, text=True)
     wheels = sorted(out.glob("edgehar-*.whl"))
@@ -236,15 +227,15 @@ def build_wheel(out: Path) -> Path:
     return wheels[-1]
 
 
-def install(root: Path, wheel: Path, extras: str, log: Path) -> dict[str, Any]:
+def install(root: Path, wheel: Path, log: Path) -> dict[str, Any]:
     """A fresh deploy venv in the rootfs (what a board gets, never an upgraded one), this
     wheel and its dependencies from wheels only; pip's download cache stays in the rootfs."""
     chroot_check(root, ["python3", "-m", "venv", "--clear", VENV], "python3 -m venv", log=log)
-    chroot_check(root, [f"{VENV}/bin/pip", "install", "--quiet", "--only-binary=:all:", f"{WORK}/{wheel.name}[{extras}]"],
-                 f"pip install edgehar[{extras}]", log=log)
+    chroot_check(root, [f"{VENV}/bin/pip", "install", "--quiet", "--only-binary=:all:", f"{WORK}/{wheel.name}[{EXTRAS}]"],
+                 f"pip install edgehar[{EXTRAS}]", log=log)
     chroot_check(root, [f"{VENV}/bin/edgehar", "--version"], "edgehar --version", log=log)
     venv_bytes = sum(p.stat().st_size for p in (root / VENV.lstrip("/")).rglob("*") if p.is_file() and not p.is_symlink())
-    return {"extras": extras, "venv_mb": round(venv_bytes / 2**20, 1)}
+    return {"extras": EXTRAS, "venv_mb": round(venv_bytes / 2**20, 1)}
 
 
 def run_demo(root: Path, seconds: float, labels: tuple[str, ...], log: Path) -> dict[str, Any]:
@@ -297,7 +288,6 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
     for name in TOOL_FILES:
         shutil.copyfile(ROOT / "tools" / name, work / name)
     wheel = build_wheel(work)
-    extras = deploy_extras(wheel)
     print(f"arm64-check: built {wheel.name}; fixed inputs from a simulated data set (seed {args.seed})", flush=True)
     n_windows = write_windows(work / "windows.npz", args.seed)
     host = bundle_logits(work / "windows.npz", shipped_litert())
@@ -305,11 +295,8 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
 
     with mounted(root, aarch64_cpuinfo(os.cpu_count() or 1)):
         configure_rootfs(root)
-        if "headless" not in extras.split(","):
-            chroot_check(root, ["apt-get", "update", "-qq"], "apt-get update", log=log)
-            chroot_check(root, ["apt-get", "install", "-y", "-qq", *GUI_OPENCV_PACKAGES], "apt-get install", log=log)
-        print(f"arm64-check: pip install edgehar[{extras}] in a fresh venv in the rootfs (wheels only)", flush=True)
-        target = install(root, wheel, extras, log)
+        print(f"arm64-check: pip install edgehar[{EXTRAS}] in a fresh venv in the rootfs (wheels only)", flush=True)
+        target = install(root, wheel, log)
         lap("install")
         print(f"arm64-check: edgehar demo --headless --seconds {args.demo_seconds:g} in the rootfs", flush=True)
         demo = run_demo(root, args.demo_seconds, read_manifest(shipped_litert()).labels, log)

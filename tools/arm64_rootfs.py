@@ -33,8 +33,6 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 # minbase + what a venv needs; CA certificates for pip's TLS.
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
-# what opencv-python (the wheel with the Qt window) links against; the headless wheel needs none
-GUI_OPENCV_PACKAGES = ("libgl1", "libglib2.0-0", "libxcb1")
 # host command -> the Debian package that provides it
 HOST_TOOLS = {"debootstrap": "debootstrap", "qemu-aarch64-static": "qemu-user-static",
               "update-binfmts": "binfmt-support", "unshare": "util-linux", "chroot": "coreutils"}
