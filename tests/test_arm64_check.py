@@ -160,3 +160,11 @@ def test_the_committed_doc_shows_the_committed_result():
     assert report["passed"], report["failures"]
     with pytest.raises(ValueError):
         arm64_check.replace_block("no markers", "x")
+
+
+def test_without_root_it_says_so_in_one_line_and_exits_2(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(arm64_check.os, "geteuid", lambda: 1000)
+    assert arm64_check.main(["--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs root" in err
+    assert not (tmp_path / "r.json").exists()
