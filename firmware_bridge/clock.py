@@ -42,37 +42,43 @@ U32 = 1 << 32
 
 
 class DeviceClock:
-    """Unwraps a u32 microsecond counter into continuous device seconds.
+    """Unwraps a wrapping device counter into continuous device seconds.
 
-    A step of more than half the range backwards is a wrap forwards would be wrong:
-    deltas are taken modulo 2**32 and read as signed, so small reorderings go
+    The wire protocol's counter is u32 microseconds (the defaults); a device profile's
+    counter field may be any width and tick (`modulus` = 2**bits, `tick_s` seconds per
+    count). A step of more than half the range backwards is a wrap forwards would be
+    wrong: deltas are taken modulo the range and read as signed, so small reorderings go
     backwards and wraps go forwards. After a silence longer than half the range
-    (35.8 min) the number of wraps is ambiguous; pass `host_elapsed` (seconds since
-    the previous call) and it is resolved from the host clock.
+    (35.8 min for u32 µs) the number of wraps is ambiguous; pass `host_elapsed` (seconds
+    since the previous call) and it is resolved from the host clock.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, modulus: int = U32, tick_s: float = 1e-6) -> None:
+        self.modulus = int(modulus)
+        self.tick_s = float(tick_s)
         self._last: int | None = None  # last raw counter value
-        self._total = 0  # unwrapped µs of the last value
+        self._total = 0  # unwrapped ticks of the last value
 
     def reset(self) -> None:
         self._last = None
         self._total = 0
 
-    def unwrap(self, t_us: int, host_elapsed: float | None = None) -> float:
+    def unwrap(self, count: int, host_elapsed: float | None = None) -> float:
         """Continuous device seconds of a raw counter value."""
-        t_us = int(t_us) % U32
+        m = self.modulus
+        count = int(count) % m
         if self._last is None:
-            self._total = t_us
+            self._total = count
         else:
-            delta = (t_us - self._last) % U32
-            if host_elapsed is not None and host_elapsed * 1e6 > U32 / 2:
-                delta += U32 * round((host_elapsed * 1e6 - delta) / U32)
-            elif delta >= U32 // 2:
-                delta -= U32
+            delta = (count - self._last) % m
+            elapsed = None if host_elapsed is None else host_elapsed / self.tick_s
+            if elapsed is not None and elapsed > m / 2:
+                delta += m * round((elapsed - delta) / m)
+            elif delta >= m // 2:
+                delta -= m
             self._total += delta
-        self._last = t_us
-        return self._total * 1e-6
+        self._last = count
+        return self._total * self.tick_s
 
 
 @dataclass(frozen=True)

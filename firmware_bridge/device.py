@@ -3,8 +3,9 @@
 `DeviceStream` runs one device on asyncio: it opens the transport chosen by the URL
 (`open_transport`), feeds its chunks to the stream's framer, chosen once from the URL:
 `_BinaryFramer` (format=binary, the default: a `FrameDecoder`, the device describes
-itself when asked) or `_CsvFramer` (format=csv: a `CsvLineDecoder`, the URL options
-describe the device). It checks what the device says against what the
+itself when asked), `_CsvFramer` (format=csv: a `CsvLineDecoder`, the URL options
+describe the device) or `_ProfileFramer` (profile=NAME: a `PacketDecoder`, the device
+profile describes it, so the rest of the app sees it as it sees a wire-v1 device). It checks what the device says against what the
 model expects, maps device time to host time with a `ClockMapper` (never arrival
 time), and calls
 
@@ -39,6 +40,8 @@ import numpy as np
 
 from .clock import ClockMapper, DeviceClock
 from .csvlines import CsvLineDecoder
+from .packets import PacketDecoder
+from .profiles import load_profile
 from .health import CONNECTED, DOWN, FAILED, RECONNECTING, HealthTracker, StreamHealth
 from .protocol import SEND_DESCRIPTOR_FRAME, DeviceDescriptor, DeviceStatus, FrameDecoder, ProtocolError, SampleBlock
 from .sink import Sink
@@ -116,7 +119,10 @@ class DeviceStream:
         self._factory = transport_factory
         self._new_mapper = clock_mapper
         parsed = DeviceURL.parse(url)
-        self.format = parsed.option("format", "binary", allowed=("binary", "csv"))
+        if "profile" in parsed.options and "format" in parsed.options:
+            raise TransportError(url, "give format= or profile=, not both: a profile says how the bytes are framed")
+        self.format = "profile" if "profile" in parsed.options else \
+            parsed.option("format", "binary", allowed=("binary", "csv"))
         self.health = HealthTracker(name, url)
         self.mapper = clock_mapper()
         self._dclock = DeviceClock()
@@ -125,7 +131,8 @@ class DeviceStream:
         self._anchor: tuple[float, float] | None = None  # (device s, host s) for transports that do not pace
         self.ready = threading.Event()  # set once the device is connected and described
         self.error: BaseException | None = None
-        self._framer: _Framer = _CsvFramer(self, parsed) if self.format == "csv" else _BinaryFramer(self)
+        framers = {"binary": _BinaryFramer, "csv": _CsvFramer, "profile": _ProfileFramer}
+        self._framer: _Framer = framers[self.format](self, parsed)
 
     def info(self) -> DeviceInfo | None:
         """What the device described (channels, units, rate, device fields); None until it did."""
@@ -348,7 +355,7 @@ class _Framer:
 class _BinaryFramer(_Framer):
     """The binary wire protocol: the device describes itself when asked (docs/wire-protocol.md)."""
 
-    def __init__(self, stream: DeviceStream):
+    def __init__(self, stream: DeviceStream, parsed: DeviceURL):
         self.stream = stream
         self.decoder = FrameDecoder()
 
@@ -428,6 +435,80 @@ class _CsvFramer(_Framer):
 
     def info(self) -> DeviceInfo:
         return DeviceInfo(self.channels, ("",) * len(self.channels), self.rate_hz, {"url": self.stream.url})
+
+
+class _ProfileFramer(_Framer):
+    """A device that is not wire v1, read through its profile (profiles.py, packets.py): the
+    profile names the channels, units and scales, so the stream is described as soon as it
+    connects, and the URL's rate= (default: the profile's) is the device's output rate.
+
+    Device time is the profile's counter field, unwrapped, where it has one (a skip in it
+    counts the samples lost); else sample slots at the nominal rate, which the clock fit
+    maps to the arrivals. A dropped incomplete sample keeps its slot, and after a
+    reconnect the slots resume at the host time that passed.
+    """
+
+    def __init__(self, stream: DeviceStream, parsed: DeviceURL):
+        self.stream = stream
+        self.profile = profile = load_profile(parsed.options["profile"])
+        self.rate_hz = parsed.number("rate", profile.rate_hz)
+        if not self.rate_hz > 0:
+            raise TransportError(stream.url, f"rate={parsed.options.get('rate')!r} must be > 0")
+        self.descriptor = profile.descriptor(self.rate_hz)
+        check_device(stream.url, self.descriptor.names, self.rate_hz, stream.expect,
+                     what=f"profile {profile.name!r} (at {self.rate_hz:g} Hz)")
+        stream.health.device = f"{profile.kind} profile {profile.name}"
+        self.decoder = PacketDecoder(profile)
+        self._counter = DeviceClock(1 << profile.counter_bits, profile.tick_s) \
+            if profile.time_source == "counter" else None
+        self._count = 0  # sample slots so far (device time without a counter)
+        self._last_arrival: float | None = None  # host arrival of the last samples delivered
+        self._resumed = False  # the first samples after a reconnect are still to come
+        self._last_t_dev: float | None = None  # counter time of the last sample (any connection)
+        self._lost = self._loss_events = 0  # counter skips, this connection
+
+    def new_connection(self) -> None:
+        self.decoder = PacketDecoder(self.profile)
+        self._lost = self._loss_events = 0
+        self._resumed = self._last_arrival is not None
+
+    async def greet(self, transport: Transport) -> None:
+        self.stream.ready.set()  # described by its profile: nothing to ask
+
+    def feed(self, chunk: Chunk, transport: Transport) -> None:
+        dropped = self.decoder.stats.incomplete
+        samples = self.decoder.feed(chunk.data, chunk.source)
+        if not samples:
+            return
+        s, n = self.stream, len(samples)
+        if self._counter is None:
+            skip = self.decoder.stats.incomplete - dropped
+            if self._resumed:  # the device sampled on while the link was down
+                skip = max(skip, round((chunk.t_host - self._last_arrival) * self.rate_hz) - n)
+            t_dev = (self._count + skip + np.arange(n)) / self.rate_hz
+            self._count += skip + n
+        else:
+            elapsed = s._host_elapsed(chunk.t_host)
+            t_dev = np.array([self._counter.unwrap(x.counter, elapsed if i == 0 else None)
+                              for i, x in enumerate(samples)])
+            steps = np.diff(t_dev, prepend=t_dev[0] if self._last_t_dev is None else self._last_t_dev)
+            missed = np.rint(steps * self.rate_hz) - 1
+            self._lost += int(missed[missed > 0].sum())
+            self._loss_events += int((missed > 0).sum())
+            self._last_t_dev = float(t_dev[-1])
+        self._resumed = False
+        self._last_arrival = chunk.t_host
+        s._deliver(t_dev, chunk.t_host, transport, np.stack([x.values for x in samples]), self.descriptor.names)
+
+    def counters(self, finished: bool = False) -> dict[str, int]:
+        st = self.decoder.stats
+        return {"frames": st.packets, "crc_errors": st.crc_errors, "malformed": st.malformed, "resyncs": st.resyncs,
+                "lost_blocks": st.incomplete + self._lost, "gaps": st.incomplete + self._loss_events}
+
+    def info(self) -> DeviceInfo:
+        p = self.profile
+        return DeviceInfo(self.descriptor.names, tuple(c.unit for c in self.descriptor.channels), self.rate_hz,
+                          {"kind": p.kind, "profile": p.name, "source": p.source, "url": self.stream.url})
 
 
 class DeviceHub:

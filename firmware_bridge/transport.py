@@ -4,6 +4,7 @@ Like pyserial's `serial_for_url`, a transport is chosen by the scheme of a URL:
 
     serial:///dev/ttyACM0?baud=921600&format=binary   pyserial
     ble://AA:BB:CC:DD:EE:FF | ble://name=Glove | ble://service=UUID   bleak
+    ...?profile=NAME|PATH                             a device that is not wire v1 (profiles.py)
     replay://path/to/session?stream=glove&speed=4     a recorded session
     sim://glove?drift_ppm=80                          simulated firmware, in-process
 
@@ -57,6 +58,7 @@ class Chunk:
 
     t_host: float  # host monotonic seconds at arrival (NOT the sample time)
     data: bytes
+    source: str = ""  # the BLE characteristic (UUID) that notified them; "" for one-stream links
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@
     ble://service=UUID                 the first device advertising this service
     ble://                             = ble://service=protocol.SERVICE_UUID
     options: ?scan_s=10 (scan time limit), attempts=4 (connect attempts, with backoff),
-             adapter=hci0 (BlueZ adapter)
+             adapter=hci0 (BlueZ adapter), profile=NAME|PATH (a device that is not
+             wire v1: subscribe to the profile's characteristics instead, and ble://
+             alone means its service; rate=HZ is then the device layer's)
 
 connect() scans (a `BLEDevice` from the scan, never a bare address, goes to the client,
 so bleak knows the device's D-Bus path), connects with bleak-retry-connector's
@@ -30,6 +32,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .. import protocol
+from ..profiles import Profile, load_profile
 from ..transport import Chunk, ConnectionLost, DeviceNotFoundError, DeviceURL, Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -41,11 +44,19 @@ _CLOSED = object()  # queue sentinel: close() was called
 
 
 class BleTransport(Transport):
-    """Notifications of protocol.DATA_CHAR_UUID as chunks; send() writes protocol.COMMAND_CHAR_UUID."""
+    """Notifications of protocol.DATA_CHAR_UUID as chunks; send() writes protocol.COMMAND_CHAR_UUID.
+
+    With ?profile= the notifications of the profile's characteristics instead, each
+    chunk naming its characteristic (`Chunk.source`); such a device takes no commands.
+    """
 
     def __init__(self, url: DeviceURL):
         super().__init__(url)
-        self.by, self.value = self._parse_target(url)
+        self.profile: Profile | None = load_profile(url.options["profile"]) if "profile" in url.options else None
+        if self.profile is not None and self.profile.ble_service is None:
+            raise TransportError(url.url, f"profile {self.profile.name!r} ({self.profile.path}) describes no BLE "
+                                          "device (it has no [ble] table)")
+        self.by, self.value = self._parse_target(url, self.profile.ble_service if self.profile else protocol.SERVICE_UUID)
         self.scan_s = url.number("scan_s", 10.0)
         if not self.scan_s > 0:
             raise TransportError(url.url, f"scan_s={self.scan_s} must be > 0")
@@ -53,25 +64,25 @@ class BleTransport(Transport):
         if self.attempts < 1:
             raise TransportError(url.url, f"attempts={self.attempts} must be >= 1")
         self.adapter = url.option("adapter")
-        unknown = set(url.options) - {"scan_s", "attempts", "adapter"}
+        allowed = {"scan_s", "attempts", "adapter"} | ({"profile", "rate"} if self.profile else {"profile"})
+        unknown = set(url.options) - allowed
         if unknown:
-            raise TransportError(url.url, f"unknown option(s) {sorted(unknown)}; expected scan_s, attempts, adapter")
+            raise TransportError(url.url, f"unknown option(s) {sorted(unknown)}; expected {', '.join(sorted(allowed))}")
         self.device: Any = None  # the bleak BLEDevice of the current/last connection
         self.payload_size: int | None = None  # usable bytes per write/notification (ATT MTU - 3)
         self.connections = 0  # successful connect() calls
         self._client: Any = None
-        self._data_char: Any = None
         self._command_char: Any = None
         self._queue: asyncio.Queue | None = None
 
     # ---- URL ---------------------------------------------------------------------
 
     @staticmethod
-    def _parse_target(url: DeviceURL) -> tuple[str, str]:
+    def _parse_target(url: DeviceURL, default_service: str) -> tuple[str, str]:
         """(selector, value): ("address", "AA:..."), ("name", "Glove") or ("service", uuid)."""
         target = url.target.strip("/")
         if not target:
-            return "service", protocol.SERVICE_UUID
+            return "service", default_service
         key, sep, value = target.partition("=")
         if not sep:
             key, value = "address", target
@@ -111,22 +122,27 @@ class BleTransport(Transport):
         self._client = client
         try:
             services = client.services
-            data = services.get_characteristic(protocol.DATA_CHAR_UUID)
-            command = services.get_characteristic(protocol.COMMAND_CHAR_UUID)
-            if data is None:
+            wanted = self.profile.characteristics if self.profile else (protocol.DATA_CHAR_UUID,)
+            data = [services.get_characteristic(uuid) for uuid in wanted]
+            if any(c is None for c in data):
+                missing = next(u for u, c in zip(wanted, data) if c is None)
                 offered = sorted(c.uuid for s in services for c in s.characteristics)
-                raise TransportError(self.url.url, f"{name} has no data characteristic {protocol.DATA_CHAR_UUID} "
-                                                   f"(it offers {', '.join(offered) or 'none'}); is it an edgehar device?")
-            self._data_char, self._command_char = data, command
+                what = f"profile {self.profile.name!r}'s" if self.profile else "a wire-v1 device's"
+                raise TransportError(self.url.url, f"{name} has no characteristic {missing} ({what} data; it offers "
+                                                   f"{', '.join(offered) or 'none'}); is it the device you meant?")
+            self._command_char = None if self.profile else services.get_characteristic(protocol.COMMAND_CHAR_UUID)
             # BlueZ reports mtu_size 23 unless acquired; the characteristic knows the negotiated size
-            self.payload_size = data.max_write_without_response_size
+            self.payload_size = data[0].max_write_without_response_size
 
             clock = self.clock
 
-            def on_notify(_char: Any, payload: bytearray) -> None:
-                queue.put_nowait(Chunk(clock(), bytes(payload)))  # stamp and enqueue, nothing else
+            def on_notify_from(source: str) -> Callable[[Any, bytearray], None]:
+                def on_notify(_char: Any, payload: bytearray) -> None:
+                    queue.put_nowait(Chunk(clock(), bytes(payload), source))  # stamp and enqueue, nothing else
+                return on_notify
 
-            await client.start_notify(data, on_notify)
+            for char in data:
+                await client.start_notify(char, on_notify_from(char.uuid.lower() if self.profile else ""))
         except TransportError:
             await self._release()
             raise
@@ -177,7 +193,7 @@ class BleTransport(Transport):
 
     async def _release(self) -> None:
         client, self._client = self._client, None
-        self._data_char = self._command_char = None
+        self._command_char = None
         if client is not None:
             with contextlib.suppress(Exception):  # "already disconnected" also frees the client's bus
                 await client.disconnect()

@@ -1,8 +1,9 @@
-"""`serial://PORT?baud=921600&format=binary|csv`: a USB/UART serial port via pyserial.
+"""`serial://PORT?baud=921600&format=binary|csv` or `?profile=NAME`: a USB/UART serial port via pyserial.
 
 pyserial reads block, so a reader thread (like pyserial's own `ReaderThread`) does
 "read, timestamp, enqueue" and nothing else; the async side decodes. `format` is read
-by the device layer; this transport only moves bytes. Errors:
+by the device layer, and so is `profile` (a device that is not wire v1), whose
+[serial] baud is the default baud then. This transport only moves bytes. Errors:
 
 - the port does not exist -> DeviceNotFoundError naming it and the ports that do exist;
 - permission denied / busy -> TransportError with the reason;
@@ -19,6 +20,7 @@ import os
 import threading
 from collections.abc import AsyncIterator
 
+from ..profiles import load_profile
 from ..transport import Chunk, ConnectionLost, DeviceNotFoundError, DeviceURL, Transport, TransportError
 
 DEFAULT_BAUD = 921600
@@ -47,7 +49,14 @@ class SerialTransport(Transport):
         self.port = url.target
         if not self.port:
             raise TransportError(url.url, "no port given; expected serial:///dev/ttyACM0 or serial://COM3")
-        baud = float(url.number("baud", DEFAULT_BAUD))
+        default_baud = DEFAULT_BAUD
+        if "profile" in url.options:
+            profile = load_profile(url.options["profile"])
+            if profile.serial_baud is None:
+                raise TransportError(url.url, f"profile {profile.name!r} ({profile.path}) describes no serial "
+                                              "device (it has no [serial] table)")
+            default_baud = profile.serial_baud
+        baud = float(url.number("baud", default_baud))
         # Checked here, not left to pyserial: it takes any int and only fails when the port
         # opens, with an OverflowError (past a C int) or "Invalid argument" from the OS.
         if not (math.isfinite(baud) and baud.is_integer() and 1 <= baud <= MAX_BAUD):
