@@ -209,8 +209,12 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'mmtsa*'")
     models.set_defaults(run=_models)
 
-    devices = verbs.add_parser("devices", help="list serial ports and BLE devices in range, with the URL to connect to each")
-    devices.add_argument("--seconds", type=positive_float, default=5.0, metavar="S", help="BLE scan time (default 5)")
+    devices = verbs.add_parser("devices", help="list serial ports and BLE devices in range, with the URL to connect to each; "
+                                               "--probe URL: what one device sends")
+    devices.add_argument("--seconds", type=positive_float, default=5.0, metavar="S",
+                         help="BLE scan time, or how long --probe streams (default 5)")
+    devices.add_argument("--probe", metavar="URL", help="connect to this device for --seconds and report what it sends: "
+                         "descriptor or profile match, rate, channel ranges, loss")
     devices.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
     devices.set_defaults(run=_devices)
     return p
@@ -541,8 +545,10 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _devices(args: argparse.Namespace) -> int:
-    from .devices import run_devices
+    from .devices import run_devices, run_probe
 
+    if args.probe:
+        return run_probe(args.probe, args.seconds, args.json)
     return run_devices(args.seconds, args.json)
 
 

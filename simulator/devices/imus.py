@@ -33,8 +33,9 @@ MOTION_CHANNELS = (("acc_x", "g"), ("acc_y", "g"), ("acc_z", "g"), ("gyro_x", "d
 
 
 def motion(t: float) -> np.ndarray:
-    """(9,) a wrist turning and swinging at time t: acceleration g, angular velocity deg/s, angles deg."""
-    w = 2 * math.pi * np.array([0.7, 1.1, 0.5, 0.9, 1.3, 0.6, 0.4, 0.8, 0.3])
+    """(9,) a wrist turning and swinging at time t: acceleration g, angular velocity deg/s, angles deg.
+    The frequencies share no short period (100 s), so a value is never sent twice in a test."""
+    w = 2 * math.pi * np.array([0.71, 1.13, 0.53, 0.97, 1.31, 0.61, 0.43, 0.83, 0.37])
     amp = np.array([1.5, 1.2, 0.8, 250.0, 400.0, 180.0, 60.0, 45.0, 170.0])
     bias = np.array([0.0, 0.0, 1.0, 0, 0, 0, 0, 0, 0])
     return bias + amp * np.sin(w * t + np.arange(9))
