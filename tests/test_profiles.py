@@ -54,6 +54,39 @@ async def cli(*args: str, timeout: float = 90) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+class Recording:
+    """`edgehar record` of one IMU, stopped with `q` on its labelling prompt: the test says
+    when, after what it waited for, rather than guessing how long a loaded machine takes."""
+
+    def __init__(self, out: Path, url: str, **extra_env: str):
+        self.out, self.url, self.extra_env = out, url, extra_env
+
+    async def start(self) -> "Recording":
+        self.proc = await asyncio.create_subprocess_exec(
+            *EDGEHAR, "record", "--out", str(self.out), "--imu", self.url, "--headless", "--activities", "still",
+            "--seconds", "60", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=env(**self.extra_env))
+        line = b""
+        while b"recording imu" not in line:  # the device is connected and described
+            line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+            if not line:
+                raise AssertionError((await self.proc.stderr.read()).decode())
+        return self
+
+    async def connected(self, times: int, timeout_s: float = 30) -> None:
+        """Until the session's events (flushed every 0.5 s) show the device connected `times` times."""
+        deadline = time.monotonic() + timeout_s
+        while outage_events(self.out).count("connected") < times:
+            assert time.monotonic() < deadline, f"not connected {times} times: {outage_events(self.out)}"
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> tuple[int, str, str]:
+        self.proc.stdin.write(b"q\n")
+        await self.proc.stdin.drain()
+        out, err = await asyncio.wait_for(self.proc.communicate(), 60)
+        return self.proc.returncode, out.decode(), err.decode()
+
+
 def check_recording(out: Path, sent: np.ndarray, channels: tuple[str, ...], units: list[str], min_rows: int,
                     max_missing: int) -> None:
     """Every recorded row is a sample the device sent intact (bad ones never appear), in
@@ -74,7 +107,8 @@ def check_recording(out: Path, sent: np.ndarray, channels: tuple[str, ...], unit
 
 
 def outage_events(out: Path) -> list[str]:
-    return [line.split(",")[2] for line in (out / "events.csv").read_text().splitlines()[1:]]
+    path = out / "events.csv"
+    return [line.split(",")[2] for line in path.read_text().splitlines()[1:]] if path.exists() else []
 
 
 # ---------------------------------------------------------------------------- BLE
@@ -99,13 +133,14 @@ def test_ble_profile_passes_live_check_and_records_the_sent_values_across_a_link
             try:
                 url = f"ble://name={imu.model.name}?profile={profile}&rate={RATE}"
                 check = await asyncio.to_thread(live_check, capfd, imu_bundle, url)  # the emulated BlueZ runs on
-                record = asyncio.create_task(cli("record", "--out", out, "--imu", url, "--seconds", 4, "--headless"))
-                await imu.device.wait_for(lambda d: d.connections == 2 and d.connected, 30)  # after --check's
+                recording = await Recording(out, url).start()
                 await asyncio.sleep(1.0)
                 imu.device.drop_link()  # out of range: a supervision timeout, no Disconnect
                 await asyncio.sleep(0.5)
                 imu.device.come_back()
-                return check, await record, imu.sent
+                await recording.connected(2)
+                await asyncio.sleep(1.0)
+                return check, await recording.stop(), imu.sent
             finally:
                 await imu.close()
 
@@ -114,7 +149,7 @@ def test_ble_profile_passes_live_check_and_records_the_sent_values_across_a_link
     assert f"imu: imu profile {profile} (connected)" in check[1]
     assert record[0] == 0, record[2]
     m = model()
-    check_recording(out, sent.array(), m.channels, ["g", "g", "g", "deg/s", "deg/s", "deg/s"], min_rows=250,
+    check_recording(out, sent.array(), m.channels, ["g", "g", "g", "deg/s", "deg/s", "deg/s"], min_rows=150,
                     max_missing=5)
     events = outage_events(out)
     assert events.count("connected") == 2 and "reconnecting" in events  # the drop, then back
@@ -132,12 +167,14 @@ def test_serial_profile_passes_live_check_and_records_the_sent_values_across_an_
 
     async def run():
         check = live_check(capfd, imu_bundle, url)
-        record = asyncio.create_task(cli("record", "--out", out, "--imu", url, "--seconds", 4, "--headless"))
-        await asyncio.sleep(2.5)
+        recording = await Recording(out, url).start()
+        await asyncio.sleep(1.0)
         imu.unplug()
         await asyncio.sleep(0.3)
         imu.replug()
-        return check, await record
+        await recording.connected(2)
+        await asyncio.sleep(1.0)
+        return check, await recording.stop()
 
     try:
         check, record = asyncio.run(run())
@@ -147,7 +184,7 @@ def test_serial_profile_passes_live_check_and_records_the_sent_values_across_an_
     assert "imu: imu profile witmotion-wt901c (connected)" in check[1]
     assert record[0] == 0, record[2]
     check_recording(out, imu.sent.array(), WitMotionSerial.channels,
-                    ["g", "g", "g", "deg/s", "deg/s", "deg/s", "deg", "deg", "deg", "degC"], min_rows=250,
+                    ["g", "g", "g", "deg/s", "deg/s", "deg/s", "deg", "deg", "deg", "degC"], min_rows=150,
                     max_missing=25)  # pyserial flushes what the new port buffered before it opened
     events = outage_events(out)
     assert events.count("connected") == 2 and "reconnecting" in events
@@ -221,34 +258,42 @@ def test_a_user_profile_by_name_with_a_device_counter_gives_device_time_and_coun
     folder.mkdir()
     (folder / "diy-imu.toml").write_text(USER_PROFILE)
     port = PtyPort()
-    stop = threading.Event()
-    t0_ms = 2**32 - 1500  # wraps 1.5 s in
+    stop, recording_started = threading.Event(), threading.Event()
+    t0_ms = 2**32 - 500  # wraps 0.5 s after the recording started
 
     def stream():
+        while not recording_started.wait(0.01):  # the device starts once the host listens
+            if stop.is_set():
+                return
         k, start = 0, time.monotonic()
         while not stop.wait(max(0.0, start + k / RATE - time.monotonic())):
-            if not 150 <= k < 155:  # the device skips five samples
+            if not 100 <= k < 105:  # the device skips five samples, 1 s in
                 body = struct.pack("<BBI3h", 0xAA, 0x55, (t0_ms + 10 * k) % 2**32, k % 1000, -k % 1000, 1000)
                 port.write(body + bytes([sum(body) & 0xFF]))
             k += 1
 
+    out = tmp_path / "session"
+
+    async def run():
+        recording = await Recording(out, f"serial://{port.path}?profile=diy-imu", EDGEHAR_PROFILES=str(folder)).start()
+        recording_started.set()
+        await asyncio.sleep(2.0)
+        return await recording.stop()
+
     writer = threading.Thread(target=stream, daemon=True)
     writer.start()
-    out = tmp_path / "session"
     try:
-        rec = subprocess.run([*EDGEHAR, "record", "--out", out, "--imu", f"serial://{port.path}?profile=diy-imu",
-                              "--seconds", "2.5", "--headless"], stdin=subprocess.DEVNULL, capture_output=True,
-                             text=True, timeout=60, env=env(EDGEHAR_PROFILES=str(folder)))
+        rc, _, err = asyncio.run(run())
     finally:
         stop.set()
         writer.join(2)
         port.close()
-    assert rec.returncode == 0, rec.stderr
+    assert rc == 0, err
     rows = np.loadtxt(out / "imu.csv", delimiter=",", skiprows=1, ndmin=2)
     t_device, acc_x = rows[:, 1], rows[:, 2]
     k = np.rint(acc_x * 1000).astype(int)  # acc_x carries k % 1000
     steps = np.diff(t_device)
-    assert len(rows) > 200 and np.all(np.diff(k) >= 1)
+    assert len(rows) > 150 and np.all(np.diff(k) >= 1) and k[0] < 50 < k[-1]  # the wrap is inside
     np.testing.assert_allclose(steps[np.diff(k) == 1], 0.01, atol=1e-6)  # the counter's 10 ms, across the wrap
     np.testing.assert_allclose(steps[np.diff(k) == 6], 0.06, atol=1e-6)  # the skip
     lost = [line for line in (out / "events.csv").read_text().splitlines() if ",lost_blocks," in line]
@@ -272,7 +317,7 @@ def test_probe_reports_a_wire_v1_glove_on_a_pty(capfd):
     assert rc == 0, err
     report = json.loads(out)
     assert report["device"]["kind"] == "glove" and report["profile"] is None and report["nominal_hz"] == 100
-    assert 85 < report["rate_hz"] < 115 and report["samples"] > 100
+    assert 75 < report["rate_hz"] < 115 and report["samples"] > 100
     flex = next(c for c in report["channels"] if c["name"] == "flex_index")
     assert flex["unit"] == "bend 0..1" and 0 <= flex["min"] < flex["max"] <= 1
     assert report["health"]["crc_errors"] == report["health"]["lost_blocks"] == 0
@@ -294,7 +339,7 @@ def test_probe_reports_a_profile_device_its_rate_ranges_and_bad_packets(private_
     lines = out.splitlines()
     assert lines[1].startswith("  device   profile arduino-nano33-ble matched:") and "Nano 33 BLE Service" in lines[1]
     measured = float(lines[2].split()[1])
-    assert 0.8 * RATE < measured < 1.1 * RATE and "100 Hz nominal" in lines[2]
+    assert 0.75 * RATE < measured < 1.15 * RATE and "100 Hz nominal" in lines[2]
     loss = lines[3]
     lost = int(loss.split("lost ")[1].split()[0])
     malformed = int(loss.split("malformed ")[1].split(",")[0])
