@@ -11,11 +11,14 @@ Topics under `prefix` (docs/mqtt.md):
     prefix/status           "online" (retained) at every connect; "offline" (retained) at a clean
                             exit, and as the last will the broker sends when the app dies
 
-The hop loop never waits on the network: `MqttPublisher` hands each message to paho-mqtt,
-whose own thread connects, writes and reconnects (backoff RECONNECT_S). While the broker
-is away, QoS 0 messages are dropped (paho keeps none) and QoS 1/2 ones wait in paho's
-queue (QUEUE_MESSAGES at most) and go out after the reconnect; whatever is dropped is
-counted and said. paho is imported only when MQTT is asked for (the `mqtt` extra).
+The hop loop never waits on the network, nor on paho: it appends (line, health) to a
+short outbox and returns; a thread of ours hands the messages to paho-mqtt, whose own
+thread connects, writes and reconnects (backoff RECONNECT_S). (Calling paho's publish on
+the hop thread cost 1-9 ms there in the demo: each call wakes paho's thread through a
+socket, which gives up the GIL mid-hop; benchmarks/mqtt_publish.py.) While the broker is
+away, QoS 0 messages are dropped (paho keeps none) and QoS 1/2 ones wait in paho's queue
+(QUEUE_MESSAGES at most) and go out after the reconnect; whatever is dropped is counted
+and said. paho is imported only when MQTT is asked for (the `mqtt` extra).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import socket
 import sys
 import threading
 import time
+from queue import SimpleQueue
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +46,7 @@ HEALTH_PERIOD_S = 1.0  # a stream's retained health is refreshed at most this of
 KEEPALIVE_S = 15  # a silent broker is noticed within about 1.5x this
 RECONNECT_S = (1, 30)  # paho's reconnect backoff: first wait, doubling up to the second
 QUEUE_MESSAGES = 1200  # QoS 1/2 messages paho holds while the broker is away (5 min of hops at 4 Hz)
+OUTBOX_HOPS = 64  # hops waiting for our thread to hand them to paho (it takes each in well under a ms)
 CLOSE_WAIT_S = 2.0  # at exit, how long the queued messages and "offline" may take to go out
 STATUS_QOS = 1  # "online" / "offline" and the last will: at least once
 
@@ -143,13 +148,14 @@ def _client(target: MqttTarget, client_id: str | None = None):
 
 
 class MqttPublisher:
-    """Publishes each prediction and the streams' health; paho's thread does all the I/O.
+    """Publishes each prediction and the streams' health without making the hop wait.
 
-    `predicted` and `close` are called from the hop loop; paho's callbacks run on its own
-    thread and only count, set flags, and write one line per change of link to `note`.
-    Every message handed to paho is tracked by its message id until paho reports it sent
-    (QoS 0: written to the socket; QoS 1/2: acknowledged by the broker), so what never
-    reached the broker is counted, not guessed.
+    `predicted` and `close` are called from the hop loop; `predicted` only appends to the
+    outbox. The outbox thread publishes; paho's callbacks run on paho's thread and only
+    count, set flags, and write one line per change of link to `note`. Every message
+    handed to paho is tracked by its message id until paho reports it sent (QoS 0:
+    written to the socket; QoS 1/2: acknowledged by the broker), so what never reached the
+    broker is counted, not guessed.
     """
 
     def __init__(self, target: MqttTarget, note: Callable[[str], None] = lambda text: print(text, file=sys.stderr)):
@@ -166,7 +172,10 @@ class MqttPublisher:
         self.client.on_pre_connect = self._on_pre_connect
         self.client.on_publish = self._on_publish
         self.published = {"prediction": 0, "health": 0}  # handed to paho
-        self.dropped = {"prediction": 0, "health": 0}  # never reached the broker
+        self.dropped = {"prediction": 0, "health": 0}  # never reached the broker (under _lock)
+        # SimpleQueue: put() never blocks nor gives up the GIL (threading.Event.set can: its lock)
+        self._outbox: SimpleQueue[tuple[str, Mapping[str, StreamHealth]] | None] = SimpleQueue()
+        self._outbox_thread = threading.Thread(target=self._drain, name="mqtt-outbox", daemon=True)
         self._lock = threading.Lock()  # never held while calling paho (paho holds its own locks in callbacks)
         self._unsent: dict[int, str] = {}  # message id -> kind, until paho reports it sent
         self._early: set[int] = set()  # ids paho reported sent before publish() returned them here
@@ -182,26 +191,24 @@ class MqttPublisher:
         """Connect in the background (paho's thread: DNS, TCP, TLS, retries)."""
         self.client.connect_async(self.target.host, self.target.port, keepalive=KEEPALIVE_S)
         self.client.loop_start()
+        self._outbox_thread.start()
         return self
 
     def predicted(self, line: str, health: Mapping[str, StreamHealth]) -> None:
-        """One prediction (its JSON line) and the streams' health as the hop saw it."""
-        self._publish("prediction", self.target.topic("prediction"), line, self.target.qos)
-        now = time.monotonic()
-        republish = self._republish.is_set()
-        if republish:
-            self._republish.clear()
-        for name, h in health.items():
-            state, sent = self._health_sent.get(name, ("", -HEALTH_PERIOD_S))
-            if republish or h.state != state or now - sent >= HEALTH_PERIOD_S:
-                self._publish("health", self.target.topic("health", name), json.dumps(h.to_json()),
-                              self.target.qos, retain=True)
-                self._health_sent[name] = (h.state, now)
+        """One prediction (its JSON line) and the streams' health as the hop saw it: queued
+        for the outbox thread (a full outbox drops the hop, counted)."""
+        if self._outbox.qsize() >= OUTBOX_HOPS:
+            self._count_dropped("prediction")
+            return
+        self._outbox.put((line, health))
 
     def close(self) -> None:
         """Say "offline" (retained), give what paho still holds CLOSE_WAIT_S to go out, disconnect;
         whatever is still unsent then counts as dropped."""
         self._closing = True
+        if self._outbox_thread.is_alive():
+            self._outbox.put(None)
+            self._outbox_thread.join()  # it empties the outbox first
         if self._connected.is_set():
             self._publish("status", self.target.topic("status"), "offline", STATUS_QOS, retain=True)
             end = time.monotonic() + CLOSE_WAIT_S
@@ -226,19 +233,41 @@ class MqttPublisher:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    # -- the outbox thread -----------------------------------------------------------------
+    def _drain(self) -> None:
+        while (hop := self._outbox.get()) is not None:  # None: closing, after every hop before it
+            self._publish_hop(*hop)
+
+    def _publish_hop(self, line: str, health: Mapping[str, StreamHealth]) -> None:
+        self._publish("prediction", self.target.topic("prediction"), line, self.target.qos)
+        now = time.monotonic()
+        republish = self._republish.is_set()
+        if republish:
+            self._republish.clear()
+        for name, h in health.items():
+            state, sent = self._health_sent.get(name, ("", -HEALTH_PERIOD_S))
+            if republish or h.state != state or now - sent >= HEALTH_PERIOD_S:
+                self._publish("health", self.target.topic("health", name), json.dumps(h.to_json()),
+                              self.target.qos, retain=True)
+                self._health_sent[name] = (h.state, now)
+
     def _publish(self, kind: str, topic: str, payload: str, qos: int, retain: bool = False) -> None:
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         if kind in self.published:
             self.published[kind] += 1
         if info.rc == self._queue_full or (qos == 0 and info.rc == self._no_conn):
-            if kind in self.dropped:  # not taken: QoS 0 with no connection, or the QoS 1/2 queue is full
-                self.dropped[kind] += 1
+            self._count_dropped(kind)  # not taken: QoS 0 with no connection, or the QoS 1/2 queue is full
             return
         with self._lock:
             if info.mid in self._early:
                 self._early.discard(info.mid)
             else:
                 self._unsent[info.mid] = kind
+
+    def _count_dropped(self, kind: str) -> None:
+        if kind in self.dropped:
+            with self._lock:
+                self.dropped[kind] += 1
 
     def _drop_unsent(self, which: Callable[[str], bool]) -> None:
         with self._lock:

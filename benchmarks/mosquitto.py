@@ -4,11 +4,13 @@ Debian's `mosquitto` (`make test` installs it), never a stand-in: what `--mqtt` 
 and tested against is a real broker. It listens on 127.0.0.1 only, keeps its files in a
 folder of the caller's, and can be stopped and started again on the same port (a broker
 restart mid-run). With `persistence` it saves its sessions and retained messages when
-stopped and reloads them on start, as a production broker does.
+stopped and reloads them on start, as a production broker does; with `tls` (a
+certificate and its key) it speaks TLS only.
 """
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -33,16 +35,21 @@ def free_port() -> int:
 class LocalBroker:
     """`with LocalBroker(folder) as broker:` a running mosquitto at 127.0.0.1:`broker.port`."""
 
-    def __init__(self, folder: Path, persistence: bool = False, queue_qos0: bool = False):
+    def __init__(self, folder: Path, persistence: bool = False, queue_qos0: bool = False,
+                 tls: tuple[Path, Path] | None = None):
         exe = find_mosquitto()
         if exe is None:
             raise RuntimeError("mosquitto is not installed (Debian: apt-get install -y mosquitto; `make test` does it)")
         self.exe, self.folder, self.port = exe, Path(folder), free_port()
         self.folder.mkdir(parents=True, exist_ok=True)
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true",
+        # run as whoever started it: as root it would switch to the user `mosquitto`, who
+        # cannot write the caller's folder (its saved state would be lost on a restart)
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", f"user {getpass.getuser()}",
                  f"persistence {'true' if persistence else 'false'}", f"persistence_location {self.folder}/",
                  # offline persistent sessions also get QoS 0 messages (off by default)
                  f"queue_qos0_messages {'true' if queue_qos0 else 'false'}"]
+        if tls is not None:
+            lines += [f"certfile {tls[0]}", f"keyfile {tls[1]}"]
         self.config = self.folder / "mosquitto.conf"
         self.config.write_text("\n".join(lines) + "\n")
         self.log = self.folder / "mosquitto.log"

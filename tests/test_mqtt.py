@@ -209,6 +209,28 @@ def test_live_check_says_whether_the_broker_answers(broker, tmp_path):
         f"edgehar live: error: --mqtt mqtt://127.0.0.1:{closed}/bench: cannot reach the broker: [Errno 111] Connection refused"]
 
 
+def test_mqtts_checks_the_broker_certificate(tmp_path):
+    """A TLS broker whose certificate a private CA signed: trusted with ?cafile=, refused
+    without it (the system's CAs do not know that CA)."""
+    from edgehar.app.mqtt import MqttError, check_broker, parse_mqtt_url
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True, timeout=30)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=edgehar test CA", "-days", "1")
+    openssl("req", *ec, "-keyout", "broker.key", "-out", "broker.csr", "-subj", "/CN=127.0.0.1")
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "broker.pem", "-days", "1", "-extfile", "san.ext")
+    with LocalBroker(tmp_path / "broker", tls=(tmp_path / "broker.pem", tmp_path / "broker.key")) as tls:
+        url = f"mqtts://127.0.0.1:{tls.port}/bench"
+        assert check_broker(parse_mqtt_url(f"{url}?cafile={tmp_path / 'ca.pem'}")).startswith(
+            f"broker 127.0.0.1:{tls.port} answered")
+        with pytest.raises(MqttError, match="cannot reach the broker: .*certificate verify failed"):
+            check_broker(parse_mqtt_url(url))
+
+
 @pytest.mark.parametrize("url, expect", [
     ("http://127.0.0.1/x", "unknown scheme 'http://'"),
     ("mqtt:///x", "no broker host"),
