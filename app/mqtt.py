@@ -11,11 +11,14 @@ Topics under `prefix` (docs/mqtt.md):
     prefix/status           "online" (retained) at every connect; "offline" (retained) at a clean
                             exit, and as the last will the broker sends when the app dies
 
-The hop loop never waits on the network, nor on paho: it appends (line, health) to a
-short outbox and returns; a thread of ours hands the messages to paho-mqtt, whose own
-thread connects, writes and reconnects (backoff RECONNECT_S). (Calling paho's publish on
-the hop thread cost 1-9 ms there in the demo: each call wakes paho's thread through a
-socket, which gives up the GIL mid-hop; benchmarks/mqtt_publish.py.) While the broker is
+The hop loop never waits on the network, nor on paho, nor on another thread: it puts
+(line, health) on an outbox and returns; a thread of ours collects the outbox every
+OUTBOX_POLL_S and hands the messages to paho-mqtt, whose own thread connects, writes and
+reconnects (backoff RECONNECT_S). Measured in the demo on a loaded 2-core machine
+(benchmarks/mqtt_publish.py): paho's publish called on the hop cost up to 9 ms there (it
+wakes paho's thread through a socket, giving up the GIL mid-hop), and so did waking our
+thread from the hop (p99 4-21 ms: the woken thread took the hop's core); a put nobody waits
+on costs microseconds. While the broker is
 away, QoS 0 messages are dropped (paho keeps none) and QoS 1/2 ones wait in paho's queue
 (QUEUE_MESSAGES at most) and go out after the reconnect; whatever is dropped is counted
 and said. paho is imported only when MQTT is asked for (the `mqtt` extra).
@@ -29,10 +32,10 @@ import socket
 import sys
 import threading
 import time
-from queue import SimpleQueue
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty, SimpleQueue
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import EdgeharError
@@ -47,6 +50,7 @@ KEEPALIVE_S = 15  # a silent broker is noticed within about 1.5x this
 RECONNECT_S = (1, 30)  # paho's reconnect backoff: first wait, doubling up to the second
 QUEUE_MESSAGES = 1200  # QoS 1/2 messages paho holds while the broker is away (5 min of hops at 4 Hz)
 OUTBOX_HOPS = 64  # hops waiting for our thread to hand them to paho (it takes each in well under a ms)
+OUTBOX_POLL_S = 0.02  # how often our thread collects the outbox: what it adds to a message's way out
 CLOSE_WAIT_S = 2.0  # at exit, how long the queued messages and "offline" may take to go out
 STATUS_QOS = 1  # "online" / "offline" and the last will: at least once
 
@@ -150,7 +154,7 @@ def _client(target: MqttTarget, client_id: str | None = None):
 class MqttPublisher:
     """Publishes each prediction and the streams' health without making the hop wait.
 
-    `predicted` and `close` are called from the hop loop; `predicted` only appends to the
+    `predicted` and `close` are called from the hop loop; `predicted` only puts on the
     outbox. The outbox thread publishes; paho's callbacks run on paho's thread and only
     count, set flags, and write one line per change of link to `note`. Every message
     handed to paho is tracked by its message id until paho reports it sent (QoS 0:
@@ -173,7 +177,7 @@ class MqttPublisher:
         self.client.on_publish = self._on_publish
         self.published = {"prediction": 0, "health": 0}  # handed to paho
         self.dropped = {"prediction": 0, "health": 0}  # never reached the broker (under _lock)
-        # SimpleQueue: put() never blocks nor gives up the GIL (threading.Event.set can: its lock)
+        # SimpleQueue: put() never blocks nor gives up the GIL; nobody waits on it, so it wakes no one
         self._outbox: SimpleQueue[tuple[str, Mapping[str, StreamHealth]] | None] = SimpleQueue()
         self._outbox_thread = threading.Thread(target=self._drain, name="mqtt-outbox", daemon=True)
         self._lock = threading.Lock()  # never held while calling paho (paho holds its own locks in callbacks)
@@ -235,8 +239,16 @@ class MqttPublisher:
 
     # -- the outbox thread -----------------------------------------------------------------
     def _drain(self) -> None:
-        while (hop := self._outbox.get()) is not None:  # None: closing, after every hop before it
-            self._publish_hop(*hop)
+        while True:
+            time.sleep(OUTBOX_POLL_S)
+            while True:
+                try:
+                    hop = self._outbox.get_nowait()
+                except Empty:
+                    break
+                if hop is None:  # closing, after every hop before it
+                    return
+                self._publish_hop(*hop)
 
     def _publish_hop(self, line: str, health: Mapping[str, StreamHealth]) -> None:
         self._publish("prediction", self.target.topic("prediction"), line, self.target.qos)
