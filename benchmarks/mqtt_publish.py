@@ -4,8 +4,8 @@ The hop loop hands each prediction (its JSON line) and the streams' health to
 `MqttPublisher.predicted`; paho's own thread does the network. This measures that call
 where it runs, against a real mosquitto on a free loopback port (benchmarks/mosquitto.py):
 
-- live: `edgehar demo` in this process (the shipped LiteRT bundle, simulated devices,
-  headless) for --seconds per QoS, every `predicted` call timed; the same run's
+- live: the demo's live run in this process (the shipped LiteRT bundle, simulated
+  devices, headless: what `edgehar demo` runs) for --seconds per QoS, every `predicted` call timed; the same run's
   prediction totals (deadline -> prediction) give the ratio. A baseline run times an
   empty Python call at the same place: what the clock and the process add by themselves
   (entering a Python function is where CPython hands the GIL to a thread that waited
@@ -31,12 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgehar.app.live import LiveOptions
+from edgehar.app.backends import load_bundle
+from edgehar.app.live import LiveOptions, run_live
 from edgehar.app.mqtt import MqttPublisher, parse_mqtt_url
+from edgehar.app.sources import Sources
 from edgehar.benchmarks.mosquitto import LocalBroker
-from edgehar.cli.demo import run_demo
+from edgehar.simulator.devices.rig import SimulatedRig
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "mqtt_publish.json"
+SHIPPED_LITERT = Path(__file__).resolve().parents[1] / "edgehar" / "bundles" / "default-mmtsa-v1" / "litert-int8"
 PACE_S = 0.01  # paced calls: 100 Hz, 25x the demo's hop rate
 
 
@@ -65,15 +68,18 @@ def _empty(_line, _health) -> None:
     """The baseline's call: a Python function that does nothing."""
 
 
-def live(broker: LocalBroker, qos: int | None, seconds: float, log: Path) -> dict:
+def live(broker: LocalBroker, bundle: Path, qos: int | None, seconds: float, log: Path) -> dict:
     """One demo run publishing at `qos`; None: the baseline (connected, nothing published)."""
     import edgehar.app.live as live_module
 
     _Timed.calls_ms, _Timed.publish = [], qos is not None
     live_module.MqttPublisher = _Timed  # the run builds its publisher by this name
     try:
-        options = LiveOptions(view="headless", mqtt=parse_mqtt_url(f"{broker.url}/bench?qos={qos or 0}"))
-        run_demo(None, seconds, log, options=options, out=io.StringIO())
+        manifest, backend = load_bundle(bundle)
+        options = LiveOptions(seconds=seconds, json_path=log, view="headless",
+                              mqtt=parse_mqtt_url(f"{broker.url}/bench?qos={qos or 0}"))
+        sources = Sources(camera_name="camera", feed=SimulatedRig(tuple(s.name for s in manifest.streams)))
+        run_live(manifest, backend, sources, options, out=io.StringIO(), verb="demo")
     finally:
         live_module.MqttPublisher = MqttPublisher
     totals = [json.loads(line)["latency_ms"]["total"] for line in log.read_text().splitlines()]
@@ -110,10 +116,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=30.0, help="live demo seconds per QoS (default 30)")
     ap.add_argument("--calls", type=int, default=2000, help="paced calls per condition (default 2000)")
+    ap.add_argument("--model", type=Path, default=SHIPPED_LITERT, help="bundle (default: the shipped LiteRT int8)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, LocalBroker(Path(tmp) / "broker") as broker:
-        lives = [live(broker, qos, args.seconds, Path(tmp) / f"live-{qos}.jsonl") for qos in (None, 0, 1)]
+        lives = [live(broker, args.model, qos, args.seconds, Path(tmp) / f"live-{qos}.jsonl") for qos in (None, 0, 1)]
         pace = [paced(broker, qos, args.calls, up) for up in (True, False) for qos in (0, 1)]
     result = {"benchmark": "mqtt_publish", "date": time.strftime("%Y-%m-%d"),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",

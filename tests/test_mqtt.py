@@ -47,7 +47,8 @@ class Subscriber:
         self._lock = threading.Lock()
         self.client = Client(CallbackAPIVersion.VERSION2, client_id=session or "", clean_session=session is None)
         self.client.reconnect_delay_set(1, 1)  # back soon after a broker restart
-        self.client.on_connect = lambda c, _u, _f, reason, _p: c.subscribe(f"{prefix}/#", qos=1)
+        # a kept session still holds the subscription (subscribing again would resend the retained messages)
+        self.client.on_connect = lambda c, _u, flags, _r, _p: flags.session_present or c.subscribe(f"{prefix}/#", qos=1)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
