@@ -1,7 +1,7 @@
 # Two entry points on a fresh clone, each creating the venv it needs:
 #   make demo   - install edgehar with its LiteRT runtime (no torch) and run the live demo on
 #                 the default bundle shipped in the package
-#   make test   - install edgehar with test tools (+ xvfb, xdotool, chromium, gcc) and run the test suite
+#   make test   - install edgehar with test tools (+ xvfb, xdotool, chromium, gcc, mosquitto) and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 DEMO_ARGS ?= --seconds 60 --json demo.jsonl
@@ -73,10 +73,12 @@ arm64-check: $(VENV)/.litert
 # Debian): the window tests open OpenCV's window on a virtual X display (xvfb) and press
 # its keys (xdotool); the --serve test drives the page in Debian's chromium; the reference
 # firmware's tests build its C (firmware_bridge/firmware/) with the system C and C++
-# compilers. Each entry: command:package.
-TEST_TOOLS = Xvfb:xvfb xdotool:xdotool chromium:chromium cc:gcc c++:g++
+# compilers; the MQTT tests start a real broker (mosquitto; in /usr/sbin, which a
+# non-root PATH may lack) and make a TLS certificate for it (openssl). Each entry:
+# command:package.
+TEST_TOOLS = Xvfb:xvfb xdotool:xdotool chromium:chromium cc:gcc c++:g++ mosquitto:mosquitto openssl:openssl
 test-tools:
-	@missing=""; for tool in $(TEST_TOOLS); do command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool#*:}"; done; \
+	@missing=""; for tool in $(TEST_TOOLS); do command -v $${tool%%:*} >/dev/null || [ -x /usr/sbin/$${tool%%:*} ] || missing="$$missing $${tool#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if ! command -v apt-get >/dev/null; then \
 	    echo "make test: the tests need the Debian packages$$missing and there is no apt-get here: install them, then rerun" >&2; exit 1; fi; \

@@ -17,6 +17,7 @@ Example (docs/live-config.md has every key):
     json = "predictions.jsonl"
     save_video = "session.mp4"
     view = "auto"                    # auto | window | headless
+    mqtt = "mqtt://broker.local/bench-3?qos=1"   # predictions and health over MQTT (docs/mqtt.md)
     [smoothing]
     mode = "majority"                # majority | ema | none
     k = 5
@@ -35,6 +36,7 @@ from typing import Any
 
 from ..argtypes import host_port
 from ..errors import EdgeharError
+from .mqtt import parse_mqtt_url
 
 VIEWS = ("auto", "window", "headless")
 SMOOTHING_MODES = ("majority", "ema", "none")  # live.Smoother's modes, the flag's and the key's choices
@@ -148,6 +150,7 @@ SCHEMA: dict[str, Any] = {
     "thumbnails": _bool,
     "threads": _pos_int,
     "stale_s": _pos_float,
+    "mqtt": lambda v: parse_mqtt_url(_str(v)),  # -> an MqttTarget
     "smoothing": {"mode": _choice(*SMOOTHING_MODES), "k": _pos_int},
     "serve": _serve,
     "token": _str,

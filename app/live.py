@@ -7,7 +7,8 @@ from the bundle manifest.
 
 `WindowScheduler.run` is the project's one hop loop; `run_live` consumes it and adds,
 in small pieces, what a live run does with each prediction: smoothing, health and the
-simulated truth into the JSON log, the view (liveview.LiveView), the summary.
+simulated truth into the JSON log, the same line and the health over MQTT (mqtt.MqttPublisher),
+the view (liveview.LiveView), the summary.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ import numpy as np
 
 from . import display
 from .liveview import LiveView
+from .mqtt import MqttPublisher, MqttTarget
 from .backends import Backend
 from .config import LATENCY_STAGES, SMOOTHING_MODES, STALE_S
 from ..contract.manifest import Manifest
 from ..contract.preprocess.frames import FrameTransform
 from ..contract.preprocess.inputs import ModelInputs, build_inputs
 from ..contract.preprocess.sampling import SegmentSampler
+from ..firmware_bridge.health import StreamHealth
 from .ringbuffer import FrameRing, SensorRing
 
 # How much history each ring keeps, in windows: one window is all the scheduler reads;
@@ -274,6 +277,7 @@ class LiveOptions:
     snapshot: Path | None = None  # write the view at the end as an image (PNG), even headless
     serve: tuple[str, int] | None = None  # (host, port): the view as a web page (app.webview)
     token: str | None = None  # the page's token (a non-loopback host gets a random one without)
+    mqtt: MqttTarget | None = None  # publish each prediction and the streams' health to this broker
 
 
 @dataclass
@@ -297,6 +301,8 @@ def run_live(manifest: Manifest, backend: Backend, sources, options: LiveOptions
     `sources` is an app.sources.Sources (not started). `key_source` (tests) stands in
     for the window's keyboard.
     """
+    mqtt = None if options.mqtt is None else MqttPublisher(  # before anything opens: paho may be missing
+        options.mqtt, note=lambda text: print(f"edgehar {verb}: {text}", file=sys.stderr, flush=True))
     frame_shape = sources.open()
     cam = next((s for s in manifest.streams if s.kind == "camera"), None)
     if cam is not None and frame_shape is None:
@@ -314,6 +320,8 @@ def run_live(manifest: Manifest, backend: Backend, sources, options: LiveOptions
         view = stack.enter_context(LiveView(manifest, rings, sources, state, options.view, options.save_video,
                                                     options.video_fps, out, key_source, options.serve, options.token))
         log = stack.enter_context(open(options.json_path, "w")) if options.json_path else None
+        if mqtt is not None:
+            stack.enter_context(mqtt)  # connects in the background: the broker may take its time
         warm_up(backend, manifest)
         start = sources.start(expect={s.name: s for s in manifest.streams if s.kind == "sensor"})
         stack.callback(sources.stop)
@@ -327,7 +335,7 @@ def run_live(manifest: Manifest, backend: Backend, sources, options: LiveOptions
             print(f"edgehar {verb}: live view at {view.web.url}"
                   + ("" if view.web.loopback else " (anyone with this address can watch and use the keys)"),
                   file=out, flush=True)
-        run = _Run(manifest, scheduler, smoother, sources, view, log, tally, options, start)
+        run = _Run(manifest, scheduler, smoother, sources, view, log, mqtt, tally, options, start)
         with contextlib.suppress(KeyboardInterrupt):
             run.loop()
         _raise_failure(sources)
@@ -335,6 +343,8 @@ def run_live(manifest: Manifest, backend: Backend, sources, options: LiveOptions
             view.snapshot(options.snapshot)
     summary = tally.summary(view.video.frames if view.video is not None else 0)
     _print_summary(summary, verb, options, out)
+    if mqtt is not None:
+        print(f"edgehar {verb}: {mqtt.summary()}", file=out)
     return summary
 
 
@@ -393,33 +403,38 @@ class _Run:
     view's turns while waiting; keys."""
 
     def __init__(self, manifest: Manifest, scheduler: WindowScheduler, smoother: Smoother, sources,
-                 view: LiveView, log: TextIO | None, tally: _Tally, options: LiveOptions, start: float):
+                 view: LiveView, log: TextIO | None, mqtt: MqttPublisher | None, tally: _Tally, options: LiveOptions,
+                 start: float):
         self.manifest, self.scheduler, self.smoother, self.sources = manifest, scheduler, smoother, sources
-        self.view, self.log, self.tally, self.options, self.start = view, log, tally, options, start
+        self.view, self.log, self.mqtt, self.tally, self.options, self.start = view, log, mqtt, tally, options, start
         self.end = None if options.seconds is None else start + options.seconds
         self.quit = False
 
     def loop(self) -> None:
         for pred in self.scheduler.run(time.monotonic, self.start, self.options.seconds, self._stop, self._wait,
                                        self.options.stale_s):
-            self._annotate(pred)
+            health = self._annotate(pred)
             self.tally.add(pred)
+            line = json.dumps(pred.to_json(self.manifest.labels)) if self.log is not None or self.mqtt is not None else ""
             if self.log is not None:
-                self.log.write(json.dumps(pred.to_json(self.manifest.labels)) + "\n")
+                self.log.write(line + "\n")
                 self.log.flush()
+            if self.mqtt is not None:
+                self.mqtt.predicted(line, health)
             self.view.predicted(pred, format_line(pred, self.start))
             self._turn()  # after every prediction: slow inference must not freeze the view
         while self.end is not None and not self._stop() and not self.view.done(self.end):  # the video's last frames
             self._wait(self.end)
 
-    def _annotate(self, pred: Prediction) -> None:
-        """The smoothed label, every stream's health and (simulated sources) the truth."""
+    def _annotate(self, pred: Prediction) -> dict[str, StreamHealth]:
+        """The smoothed label, every stream's health and (simulated sources) the truth; returns the health."""
         i, conf = self.smoother.update(pred.probs)
         pred.smoothed, pred.smoothed_confidence, pred.smoothing = self.manifest.labels[i], conf, self.smoother.describe()
         health = self.sources.health()
         pred.extra["streams"] = {n: {k: getattr(h, k) for k in _HEALTH_FIELDS} for n, h in health.items()}
         if self.sources.feed is not None:  # a feed (the demo's simulated rig) may know the truth
             pred.extra["truth"] = self.sources.truth(pred.t - self.manifest.window_s, pred.t)
+        return health
 
     def _stop(self) -> bool:
         _raise_failure(self.sources)

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..argtypes import host_port, non_negative_float, positive_float, positive_int, probability
 from ..errors import EdgeharError, EdgeharWarning
 from ..app.config import SMOOTHING_MODES, STALE_S
+from ..app.mqtt import parse_mqtt_url
 from ..contract.formats import FORMATS, PRECISIONS
 
 
@@ -98,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
                       "e.g. serial:///dev/ttyACM0?baud=921600 or ble://name=Glove")
     demo.add_argument("--imu", metavar="URL", help="use a real wrist IMU instead of the simulated one")
     demo.add_argument("--camera", metavar="INDEX|PATH|PIPELINE", help="use a real camera (or a video file) instead of the simulated one")
+    _add_mqtt_option(demo)
     _add_view_options(demo)
     demo.set_defaults(run=_demo)
 
@@ -113,7 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     live.add_argument("--seconds", type=positive_float, metavar="S", help="stop after S seconds (default: until q / Ctrl-C)")
     live.add_argument("--json", metavar="PATH", help="write one JSON line per prediction")
     live.add_argument("--threads", type=positive_int, metavar="N", help="inference threads (default: the runtime's)")
-    live.add_argument("--check", action="store_true", help="validate config, devices, camera and bundle, then exit")
+    live.add_argument("--check", action="store_true",
+                      help="validate config, devices, camera, bundle and the --mqtt broker, then exit")
+    _add_mqtt_option(live)
     _add_view_options(live, defaults=False)
     live.set_defaults(run=_live)
 
@@ -268,6 +272,19 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
                    help="the page's token (required with a non-loopback HOST; default: a random one, printed)")
 
 
+def _add_mqtt_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mqtt", type=_mqtt_url, metavar="URL",
+                   help="publish each prediction and the streams' health to an MQTT broker: "
+                        "mqtt://[user:pass@]host[:port]/prefix[?qos=0|1|2], mqtts:// for TLS (docs/mqtt.md)")
+
+
+def _mqtt_url(text: str):
+    try:
+        return parse_mqtt_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _device(text: str) -> tuple[str, str]:
     name, sep, url = text.partition("=")
     if not sep or not name.strip() or "://" not in url:
@@ -301,6 +318,7 @@ def _view_options(args: argparse.Namespace, cfg: dict | None = None):
         snapshot=args.snapshot,
         serve=args.serve or cfg.get("serve"),
         token=args.token or cfg.get("token"),
+        mqtt=args.mqtt if args.mqtt is not None else cfg.get("mqtt"),
     )
 
 
@@ -317,6 +335,7 @@ def _live(args: argparse.Namespace) -> int:
     from ..app.backends import load_bundle
     from ..app.config import ConfigError, device_urls, load_config
     from ..app.live import run_live
+    from ..app.mqtt import check_broker
     from ..app.opencv_build import opencv_build
     from ..app.sources import Sources
 
@@ -354,6 +373,7 @@ def _live(args: argparse.Namespace) -> int:
             health = sources.health()
         finally:
             sources.stop()
+        broker = None if options.mqtt is None else check_broker(options.mqtt)
         print(f"edgehar live --check: ok: bundle {model} ({manifest.model}, {backend.name}, {manifest.precision}, "
               f"labels {len(manifest.labels)})")
         for name, h in health.items():
@@ -366,6 +386,8 @@ def _live(args: argparse.Namespace) -> int:
             host, port = options.serve
             print(f"  serve: {host}:{port} can be bound"
                   + ("" if is_loopback(host) or options.token else "; not loopback: a token will be printed at start"))
+        if broker is not None:
+            print(f"  mqtt: {broker}")
         return 0
     run_live(manifest, backend, sources, _view_options(args, cfg))
     return 0
@@ -570,7 +592,8 @@ def _one_line_warnings(verb: str) -> None:
 # board (`pip install 'edgehar[litert]'`) has no torch, and a verb that needs it says
 # what to install in one line instead of a ModuleNotFoundError traceback.
 _EXTRA_OF = {"torch": "train", "torchvision": "train", "torchao": "train", "pyts": "train",
-             "executorch": "executorch", "litert_torch": "export", "ai_edge_litert": "litert", "yaml": "yaml"}
+             "executorch": "executorch", "litert_torch": "export", "ai_edge_litert": "litert", "yaml": "yaml",
+             "paho": "mqtt"}
 
 
 # OpenCV is in no extra's place of its own: a board may have its own cv2 (JetPack's, built
