@@ -1,7 +1,8 @@
 """Inference backends: load a bundle, run its model on numpy inputs.
 
-One small interface (`__init__(model_path, num_threads)`, `run`, `io`) with one class per
-runtime, chosen by the bundle's manifest `format` — the app never branches on the
+One small interface (`__init__(model_path, num_threads)`, `run`, `io`; a runtime with
+execution providers also takes `providers`) with one class per runtime, chosen by the
+bundle's manifest `format` — the app never branches on the
 runtime elsewhere. A format's backend is the entry point its FORMATS row names in the
 `edgehar.backends` group (these classes are registered in pyproject.toml), so another
 package can add a runtime, or a whole format, by registering its own. Runtimes are
@@ -12,12 +13,14 @@ a bundle whose format does not need it.
 from __future__ import annotations
 
 import contextlib
+import difflib
+import inspect
 import logging
 import os
 import struct
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -27,6 +30,7 @@ import numpy as np
 from ..contract.bundle import BundleError, file_sha256, model_path, read_manifest
 from ..contract.formats import FORMATS
 from ..contract.manifest import Manifest, TensorSpec
+from ..errors import EdgeharWarning
 from ..plugins import PluginError, load_plugin, plugin_names
 
 BACKEND_GROUP = "edgehar.backends"  # entry-point group: backend name -> Backend class
@@ -212,6 +216,105 @@ def with_model_io(manifest: Manifest, model_file: Path, backend: Backend) -> Man
     )
 
 
+class OnnxRuntimeBackend:
+    """Runs an ONNX model with ONNX Runtime, on the execution providers asked for.
+
+    `providers` (the manifest's `providers` or `--providers`) are ONNX Runtime provider
+    names, best first, each also accepted without its "ExecutionProvider" suffix and in
+    any case (`cuda`, `TensorRT`). Unset: TensorRT, then CUDA, then the CPU, among those
+    this onnxruntime build has (`onnxruntime.get_available_providers()`), so the same
+    bundle uses a Jetson's GPU and a Raspberry Pi's CPU. ONNX Runtime itself runs on the
+    CPU whatever a named provider does not take. A name this build lacks is a one-line
+    error listing the ones it has. The model's inputs and output are float32 in both
+    precisions (int8 models hold their QDQ pairs inside the graph); inputs are fed in
+    the graph's order, which is the model's argument order.
+    """
+
+    name = "onnx"
+
+    def __init__(self, model_path: Path, num_threads: int | None = None, providers: Sequence[str] | None = None):
+        check_model_file(model_path, ".onnx", "an ONNX model")
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BundleError(_missing_runtime("ONNX Runtime", self.name, exc)) from None
+        chosen = choose_providers(providers, ort.get_available_providers())
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: a bad file is our one line, not its log too
+        if num_threads:  # like the other runtimes: threads of one inference (intra-op); ops run in order
+            options.intra_op_num_threads = num_threads
+            options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(model_path), sess_options=options, providers=chosen)
+        except Exception as exc:  # onnxruntime's own exception types, one per status code
+            raise BundleError(f"cannot load {str(model_path)!r} as an ONNX model: {exc}".splitlines()[0]) from None
+        self.providers = tuple(self._session.get_providers())
+        dropped = [p for p in chosen if p not in self.providers]
+        if dropped:  # e.g. onnxruntime-gpu on a machine whose CUDA libraries do not load
+            message = (f"ONNX Runtime could not start {', '.join(dropped)}; running on {', '.join(self.providers)}")
+            if providers:
+                raise BundleError(message)
+            warnings.warn(message, EdgeharWarning, stacklevel=2)
+        self._inputs = [i.name for i in self._session.get_inputs()]
+        self._output = self._session.get_outputs()[0].name
+
+    def run(self, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
+        if len(inputs) != len(self._inputs):
+            raise BundleError(f"the ONNX model takes {len(self._inputs)} inputs, got {len(inputs)}")
+        feeds = {name: np.ascontiguousarray(x, np.float32) for name, x in zip(self._inputs, inputs)}
+        return self._session.run([self._output], feeds)[0]
+
+    def io(self) -> tuple[list[Tensor], list[Tensor]]:
+        # float tensors in both precisions (the QDQ pairs are inside the graph): no scale / zero point
+        def tensor(arg) -> Tensor:
+            return Tensor(arg.name, tuple(int(v) for v in arg.shape), _ONNX_DTYPES.get(arg.type, arg.type))
+
+        return [tensor(a) for a in self._session.get_inputs()], [tensor(a) for a in self._session.get_outputs()]
+
+
+# ONNX Runtime's tensor type names -> numpy dtype names
+_ONNX_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+                "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int32)": "int32", "tensor(int64)": "int64",
+                "tensor(bool)": "bool"}
+
+
+# ONNX Runtime's providers in the order a bundle without `providers` tries them
+ONNX_PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+_SUFFIX_START = "executionp"  # of every provider name's "ExecutionProvider": a misspelt suffix is cut too
+
+
+def choose_providers(asked: Sequence[str] | None, available: Sequence[str]) -> list[str]:
+    """The ONNX Runtime providers to open a session with, best first.
+
+    `asked` empty: those of ONNX_PROVIDER_PREFERENCE that are `available`. Otherwise each
+    asked name resolved to its full `available` name (the suffix "ExecutionProvider" and
+    the case may be left out); a name not available is a BundleError listing the ones
+    that are, with a close match (by the part before the suffix: every name shares it).
+    """
+    if not asked:
+        return [p for p in ONNX_PROVIDER_PREFERENCE if p in available] or list(available)
+    by_key = {key: p for p in available for key in (p.lower(), _provider_stem(p))}
+    chosen = []
+    for name in asked:
+        full = by_key.get(name.strip().lower())
+        if full is None:
+            stems = {_provider_stem(p): p for p in available}
+            close = difflib.get_close_matches(_provider_stem(name), list(stems), n=1)
+            hint = f"; did you mean {stems[close[0]]!r}?" if close else ""
+            raise BundleError(f"ONNX Runtime execution provider {name!r} is not available here{hint} "
+                              f"(available: {', '.join(available)})")
+        if full not in chosen:
+            chosen.append(full)
+    return chosen
+
+
+def _provider_stem(name: str) -> str:
+    """'CUDAExecutionProvider', 'cuda', 'CUDAExecutionProvidr' -> 'cuda'."""
+    name = name.strip().lower()
+    cut = name.find(_SUFFIX_START)
+    return name[:cut] if cut > 0 else name
+
+
 # -- what a model file must look like before a native loader sees it -------------------
 # Flatbuffer file identifiers, at bytes 4..8: executorch/schema/program.fbs declares
 # `file_identifier "ET12"`; TFLite's schema.fbs declares "TFL3".
@@ -248,6 +351,8 @@ def check_model_file(model_path: Path, suffix: str, what: str) -> None:
         raise bad(f"cannot read it ({exc.strerror or exc})") from None
     if size == 0:
         raise bad("the file is empty")
+    if suffix == ".onnx":  # a protobuf has no identifier; ONNX Runtime reports a bad one in a Python exception
+        return
     if suffix == ".pt2":
         if not is_zip:
             raise bad("not a .pt2 file (not a zip archive; truncated, or another kind of file)")
@@ -330,16 +435,32 @@ def backend_class(format: str) -> type[Backend]:
     return backend_cls
 
 
-def open_backend(format: str, model_file: Path, num_threads: int | None = None) -> Backend:
-    """Open `model_file` with the backend that runs `format`."""
-    return backend_class(format)(model_file, num_threads=num_threads)
+def open_backend(format: str, model_file: Path, num_threads: int | None = None,
+                 providers: Sequence[str] = ()) -> Backend:
+    """Open `model_file` with the backend that runs `format` (on `providers`, for a
+    backend that takes them)."""
+    backend_cls = backend_class(format)
+    return backend_cls(model_file, num_threads=num_threads, **_provider_option(backend_cls, format, providers))
 
 
-def load_bundle(folder: str | Path, num_threads: int | None = None) -> tuple[Manifest, Backend]:
+def load_bundle(folder: str | Path, num_threads: int | None = None,
+                providers: Sequence[str] = ()) -> tuple[Manifest, Backend]:
     """Read a bundle's manifest and open its model with the backend the manifest's format
-    names. An unknown format is reported before a missing model file: it is the deeper
-    problem (no file name would help)."""
+    names, on `providers` if given, else the manifest's. An unknown format is reported
+    before a missing model file: it is the deeper problem (no file name would help)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     backend_cls = backend_class(manifest.format)
-    return manifest, backend_cls(model_path(folder, manifest), num_threads=num_threads)
+    option = _provider_option(backend_cls, manifest.format, providers or manifest.providers)
+    return manifest, backend_cls(model_path(folder, manifest), num_threads=num_threads, **option)
+
+
+def _provider_option(backend_cls: type, format: str, providers: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """{"providers": ...} for a backend whose constructor takes them; none asked: {}; a
+    backend without providers asked for some: BundleError (never silently ignored)."""
+    if not providers:
+        return {}
+    if "providers" not in inspect.signature(backend_cls).parameters:
+        raise BundleError(f"execution providers {', '.join(providers)} given, but format {format!r} "
+                          f"({backend_cls.__name__}) takes none; providers are for onnx bundles")
+    return {"providers": tuple(providers)}

@@ -83,6 +83,13 @@ def _urls(v: Any) -> list[str]:
     return [_url(x) for x in items]
 
 
+def _names(v: Any) -> list[str]:
+    items = v if isinstance(v, list) else [v]
+    if not items:
+        raise ValueError("expected a name or a list of names, got an empty list")
+    return [_str(x).strip() for x in items]
+
+
 def _camera(v: Any) -> str:
     if isinstance(v, bool):
         raise ValueError(f"expected a camera index, video path or GStreamer pipeline, got {v!r}")
@@ -149,6 +156,7 @@ SCHEMA: dict[str, Any] = {
     "view": _choice(*VIEWS),
     "thumbnails": _bool,
     "threads": _pos_int,
+    "providers": _names,  # ONNX Runtime execution providers, best first
     "stale_s": _pos_float,
     "mqtt": lambda v: parse_mqtt_url(_str(v)),  # -> an MqttTarget
     "smoothing": {"mode": _choice(*SMOOTHING_MODES), "k": _pos_int},

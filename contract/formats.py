@@ -45,6 +45,8 @@ FORMATS: tuple[ExportFormat, ...] = (
                  "executorch", "export", "ExecuTorch program, XNNPACK delegate; int8 = PT2E XNNPACKQuantizer"),
     ExportFormat("litert", ".tflite", ("fp32", "int8"), "litert_export:export_litert", "litert",
                  "litert", "export", "LiteRT (TFLite) flatbuffer via litert-torch; int8 = PT2E static quantization"),
+    ExportFormat("onnx", ".onnx", ("fp32", "int8"), "onnx_export:export_onnx", "onnx",
+                 "onnx", "export", "ONNX via torch.onnx (dynamo) run by ONNX Runtime; int8 = ONNX Runtime static QDQ quantization"),
 )
 
 

@@ -109,6 +109,9 @@ class Manifest:
     format: str = "eager"  # which backend runs the model file
     precision: str = "fp32"
     model_file: str = get_format("eager").model_file  # the file the default format writes
+    # execution providers, best first, for a runtime that has them (ONNX Runtime: e.g.
+    # ["CUDAExecutionProvider", "CPUExecutionProvider"]); empty = the backend's own preference
+    providers: tuple[str, ...] = ()
     metrics: dict[str, Any] = field(default_factory=dict)  # test figures, for people
     # The model file's tensors and bytes, filled when a bundle is written; empty in a
     # hand-written manifest or a bundle written before they existed (then unchecked).

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from edgehar.app.backends import ExecuTorchBackend, LiteRTBackend, load_bundle
+from edgehar.app.backends import ExecuTorchBackend, LiteRTBackend, OnnxRuntimeBackend, load_bundle
 from edgehar.contract.bundle import BundleError, read_manifest
 from edgehar.models.datasets import WindowSampler, load_data
 
@@ -26,7 +26,8 @@ def windows(tmp_path_factory):
     return inputs, np.stack([eager.run(x)[0] for x in inputs])
 
 
-@pytest.mark.parametrize("fmt, backend_cls", [("executorch", ExecuTorchBackend), ("litert", LiteRTBackend)])
+@pytest.mark.parametrize("fmt, backend_cls", [("executorch", ExecuTorchBackend), ("litert", LiteRTBackend),
+                                             ("onnx", OnnxRuntimeBackend)])
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_backend_parity_with_eager(tmp_path_factory, windows, fmt, backend_cls, precision):
     inputs, reference = windows
@@ -102,6 +103,7 @@ def block_imports(monkeypatch):
     [
         ("litert", ("ai_edge_litert", "tflite_runtime"), "litert"),
         ("executorch", ("executorch",), "executorch"),
+        ("onnx", ("onnxruntime",), "onnx"),
     ],
 )
 def test_missing_runtime_names_the_pip_extra(tmp_path_factory, block_imports, fmt, blocked, extra):
@@ -148,7 +150,7 @@ def test_litert_falls_back_to_tflite_runtime(tmp_path_factory, windows, block_im
 def test_a_corrupt_model_file_is_a_bundle_error(tmp_path_factory, tmp_path):
     import shutil
 
-    for fmt in ("executorch", "litert"):
+    for fmt in ("executorch", "litert", "onnx"):
         folder = tmp_path / fmt
         shutil.copytree(tiny_export(tmp_path_factory, fmt, "fp32").out_dir, folder)
         model = next(folder.glob("model.*"))

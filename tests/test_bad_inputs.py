@@ -294,13 +294,13 @@ def test_bench_of_a_missing_bundle_exits_2(tmp_path):
 
 
 def test_bench_with_a_failed_row_exits_non_zero(tmp_path):
-    bundle = _bundle(tmp_path / "onnx-bundle", b"", format="onnx", model_file="model.onnx")
+    bundle = _bundle(tmp_path / "tensorrt-bundle", b"", format="tensorrt", model_file="model.engine")
     result = _cli("bench", str(bundle), "--out", str(tmp_path / "out"), "--runs", "1", "--warmup", "0",
                   "--meter", "none", "--no-dense", "--gaf-reps", "0", cwd=tmp_path)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     errors = [l for l in result.stderr.splitlines() if l.startswith("edgehar bench: error:")]
-    assert len(errors) == 1 and str(bundle) in errors[0] and "format 'onnx' is not supported" in errors[0], result.stderr
+    assert len(errors) == 1 and str(bundle) in errors[0] and "format 'tensorrt' is not supported" in errors[0], result.stderr
     assert (tmp_path / "out" / "bench.md").is_file()  # the table is still written
 
 

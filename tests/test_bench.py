@@ -29,7 +29,7 @@ def no_meter_run(bundle, sessions, tmp_path_factory):
     broken = tmp_path_factory.mktemp("broken")
     shutil.copytree(folder, broken, dirs_exist_ok=True)
     manifest = json.loads((broken / "manifest.json").read_text())
-    (broken / "manifest.json").write_text(json.dumps({**manifest, "format": "onnx"}))
+    (broken / "manifest.json").write_text(json.dumps({**manifest, "format": "tensorrt"}))
     empty_root = tmp_path_factory.mktemp("sysfs")
     out = tmp_path_factory.mktemp("bench")
     table = run_bench([folder, broken], runs=RUNS, warmup=2, threads=1, meter="auto", out_dir=out,
@@ -54,7 +54,7 @@ def test_one_row_per_bundle_with_every_stage_and_the_training_accuracy(no_meter_
     assert ok.latency_ms["total"]["p50"] >= ok.latency_ms["inference"]["p50"] > 0
     assert ok.throughput_per_s > 0 and ok.peak_rss_with_data_mb >= ok.peak_rss_mb > 0
     # a bundle that cannot be loaded is a row with its reason, and does not stop the others
-    assert bad.bundle == str(broken) and "format 'onnx' is not supported" in bad.status
+    assert bad.bundle == str(broken) and "format 'tensorrt' is not supported" in bad.status
     assert bad.accuracy is None and bad.latency_ms == {}
 
 

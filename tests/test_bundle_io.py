@@ -23,7 +23,7 @@ from edgehar.models.datasets import WindowSampler, load_data
 
 from export_helpers import tiny_bundle, tiny_export
 
-BUNDLES = [("eager", "fp32"), ("executorch", "int8"), ("litert", "fp32"), ("litert", "int8")]
+BUNDLES = [("eager", "fp32"), ("executorch", "int8"), ("litert", "fp32"), ("litert", "int8"), ("onnx", "int8")]
 
 
 def _bundle(tmp_path_factory, fmt: str, precision: str):

@@ -1,13 +1,17 @@
-"""The deploy-only install: numpy, OpenCV, pyserial, bleak and ai-edge-litert — no torch.
+"""The deploy-only installs: numpy, OpenCV, pyserial, bleak and one runtime (ai-edge-litert
+or onnxruntime) — no torch.
 
-A subprocess makes torch (and everything built on it) unimportable, then runs the live
-demo on a LiteRT int8 bundle: it must predict, and torch must never have been imported.
+A subprocess makes torch (and everything built on it, and the ONNX exporter's packages)
+unimportable, then runs the live demo on a LiteRT or ONNX int8 bundle: it must predict,
+and none of them must ever have been imported.
 """
 
 import json
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 from export_helpers import tiny_export
 
@@ -16,7 +20,7 @@ SCRIPT = textwrap.dedent(
     import importlib.abc, io, json, sys
     from pathlib import Path
 
-    BLOCKED = ("torch", "torchao", "executorch", "litert_torch", "jax", "tensorflow")
+    BLOCKED = ("torch", "torchao", "executorch", "litert_torch", "jax", "tensorflow", "onnx", "onnxscript")
 
     class NoTorch(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
@@ -39,8 +43,9 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_demo_runs_a_litert_bundle_without_torch(tmp_path_factory, tmp_path):
-    bundle = tiny_export(tmp_path_factory, "litert", "int8").out_dir
+@pytest.mark.parametrize("fmt", ["litert", "onnx"])
+def test_demo_runs_an_int8_bundle_without_torch(tmp_path_factory, tmp_path, fmt):
+    bundle = tiny_export(tmp_path_factory, fmt, "int8").out_dir
     result = subprocess.run([sys.executable, "-c", SCRIPT, str(bundle), str(tmp_path / "p.jsonl")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -48,6 +53,6 @@ def test_demo_runs_a_litert_bundle_without_torch(tmp_path_factory, tmp_path):
     assert report["heavy"] == []  # "torch" not in sys.modules, nor anything built on it
     # window 3 s, hop 0.25 s, 4 s of demo: predictions at 3.0 .. 4.0 s
     assert report["predictions"] >= 4
-    assert "(litert, int8)" in report["log"]
+    assert f"({fmt}, int8)" in report["log"]
     lines = [json.loads(l) for l in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert len(lines) == report["predictions"] and all(l["latency_ms"]["inference"] > 0 for l in lines)

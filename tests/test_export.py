@@ -28,7 +28,7 @@ def test_the_table_drives_backends_and_docs():
         backend = load_plugin(BACKEND_GROUP, f.backend)  # installed by pyproject.toml's entry points
         assert backend is not None and backend.name == f.backend, f.name
         assert set(f.precisions) <= {"fp32", "int8"}
-    assert ("executorch", "int8") in export_targets() and ("litert", "int8") in export_targets()
+    assert {("executorch", "int8"), ("litert", "int8"), ("onnx", "int8")} <= set(export_targets())
     assert formats_markdown() in DOCS.read_text(), "docs/export.md: paste formats_markdown() output"
 
 
@@ -37,8 +37,8 @@ def test_the_table_drives_backends_and_docs():
     [
         ("executorch", "int4", "unknown precision 'int4' for format 'executorch'; did you mean 'int8'? (known: fp32, int8)"),
         ("executorch", "fp16", "unknown precision 'fp16' for format 'executorch' (known: fp32, int8)"),
-        ("lite-rt", "int8", "unknown format 'lite-rt'; did you mean 'litert'? (known: eager, executorch, litert)"),
-        ("onnx", "fp32", "unknown format 'onnx' (known: eager, executorch, litert)"),
+        ("lite-rt", "int8", "unknown format 'lite-rt'; did you mean 'litert'? (known: eager, executorch, litert, onnx)"),
+        ("tensorrt", "fp32", "unknown format 'tensorrt' (known: eager, executorch, litert, onnx)"),
         ("eager", "int8", "unknown precision 'int8' for format 'eager'"),
     ],
 )
@@ -134,6 +134,16 @@ def test_below_the_floor_is_failed_and_not_written_as_a_bundle(tmp_path_factory,
     with pytest.raises(BundleError, match="no bundle manifest"):
         load_bundle(rejected)
     assert [p.name for p in tmp_path.iterdir()] == ["litert-fp32.rejected"]  # no staging left behind
+
+
+def test_onnx_int8_below_the_floor_is_rejected_with_its_model(tmp_path_factory, tmp_path):
+    """The ONNX Runtime quantizer's model goes through the same floor as the PT2E ones."""
+    _, source = tiny_bundle(tmp_path_factory)
+    result = export_bundle(source, tmp_path / "onnx-int8", "onnx", "int8", calibration=CALIBRATION_WINDOWS,
+                           min_agreement=1.01, progress=False)
+    assert not result.ok and result.reason.startswith("below the fidelity floor: top-1 agreement")
+    assert not (tmp_path / "onnx-int8").exists()
+    assert sorted(p.name for p in result.out_dir.iterdir()) == ["REJECTED.txt", "manifest.rejected.json", "model.onnx"]
 
 
 def test_bad_sources(tmp_path_factory, tmp_path):

@@ -1,4 +1,4 @@
-"""Every registered model family exports to ExecuTorch int8 and LiteRT int8 and runs there.
+"""Every registered model family exports to ExecuTorch, LiteRT and ONNX int8 and runs there.
 
 Parametrised over the registry's tiny presets, so a new family is covered by its
 registration alone (issue: "a new model must be covered by adding nothing but its
@@ -15,13 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from edgehar.app.backends import ExecuTorchBackend, LiteRTBackend
+from edgehar.app.backends import ExecuTorchBackend, LiteRTBackend, OnnxRuntimeBackend
 from edgehar.models import create_model, list_models
 from edgehar.quantize.executorch_export import export_executorch
 from edgehar.quantize.litert_export import export_litert
+from edgehar.quantize.onnx_export import export_onnx
 
 RUNTIMES = {"executorch": (export_executorch, ExecuTorchBackend, "model.pte"),
-            "litert": (export_litert, LiteRTBackend, "model.tflite")}
+            "litert": (export_litert, LiteRTBackend, "model.tflite"),
+            "onnx": (export_onnx, OnnxRuntimeBackend, "model.onnx")}
 
 
 def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:

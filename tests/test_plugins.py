@@ -132,8 +132,8 @@ def test_plugins_that_cannot_import_are_one_line_errors_when_used(installed_plug
 
 
 def test_an_unknown_format_names_the_plugged_in_ones(installed_plugin, tmp_path):
-    folder = _bundle(tmp_path / "bundle", "onnx", "model.onnx", "")
-    with pytest.raises(BundleError, match=r"format 'onnx' is not supported \(known: \[.*'constant'.*'litert'"):
+    folder = _bundle(tmp_path / "bundle", "tensorrt", "model.engine", "")
+    with pytest.raises(BundleError, match=r"format 'tensorrt' is not supported \(known: \[.*'constant'.*'litert'"):
         load_bundle(folder)
 
 

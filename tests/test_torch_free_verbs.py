@@ -38,8 +38,9 @@ NEEDS_TORCH = "this needs torch, which is not installed here: pip install 'edgeh
 def inputs(tmp_path_factory):
     sessions, eager = tiny_bundle(tmp_path_factory)
     litert = tiny_export(tmp_path_factory, "litert", "int8").out_dir
+    onnx = tiny_export(tmp_path_factory, "onnx", "int8").out_dir
     session = sorted(p for p in sessions.iterdir() if (p / "meta.json").is_file())[0]
-    return {"sessions": sessions, "eager": eager, "litert": litert, "session": session}
+    return {"sessions": sessions, "eager": eager, "litert": litert, "onnx": onnx, "session": session}
 
 
 def _verbs(i, tmp):
@@ -54,6 +55,8 @@ def _verbs(i, tmp):
         (["demo", "--model", str(i["litert"]), "--seconds", "4", "--headless"], None),
         (["live", "--model", str(i["litert"]), *replay, "--camera", str(i["session"] / "camera.mp4"),
           "--seconds", "4", "--headless"], None),
+        (["live", "--model", str(i["onnx"]), "--providers", "cpu", *replay, "--camera", str(i["session"] / "camera.mp4"),
+          "--seconds", "4", "--headless"], None),  # ONNX Runtime on the CPU provider, asked for by name
         (["record", "--out", str(tmp / "rec"), "--simulate", "--seconds", "2", "--headless"], None),
         (["bench", str(i["litert"]), "--runs", "5", "--warmup", "1", "--no-dense", "--gaf-reps", "1",
           "--data", str(i["sessions"]), "--out", str(tmp / "bench")], None),
@@ -64,9 +67,9 @@ def _verbs(i, tmp):
     ]
 
 
-@pytest.mark.parametrize("k", range(13), ids=["models", "train", "evaluate", "export", "demo-shipped", "demo-litert",
-                                              "live-litert", "record", "bench-litert", "simulate-dataset", "simulate-glove",
-                                              "info-eager", "devices"])
+@pytest.mark.parametrize("k", range(14), ids=["models", "train", "evaluate", "export", "demo-shipped", "demo-litert",
+                                              "live-litert", "live-onnx", "record", "bench-litert", "simulate-dataset",
+                                              "simulate-glove", "info-eager", "devices"])
 def test_every_verb_works_or_names_the_extra_without_torch(inputs, tmp_path, k):
     argv, needs = _verbs(inputs, tmp_path)[k]
     site = tmp_path / "site"

@@ -79,8 +79,8 @@ def test_bundle_errors(tmp_path, trained):
     (tmp_path / "manifest.json").write_text(json.dumps({**good, "streams": []}))
     with pytest.raises(BundleError, match="streams"):
         load_bundle(tmp_path)
-    (tmp_path / "manifest.json").write_text(json.dumps({**good, "format": "onnx"}))
-    with pytest.raises(BundleError, match="format 'onnx'"):
+    (tmp_path / "manifest.json").write_text(json.dumps({**good, "format": "tensorrt"}))
+    with pytest.raises(BundleError, match="format 'tensorrt'"):
         load_bundle(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps(good))
     with pytest.raises(BundleError, match="no model file"):

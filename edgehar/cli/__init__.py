@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", type=Path, metavar="PATH", help="write one JSON line per prediction, with the simulated truth")
     demo.add_argument("--seed", type=int, default=0, help="seed of the simulated world (default 0)")
     demo.add_argument("--threads", type=positive_int, metavar="N", help="inference threads (default: the runtime's)")
+    _add_providers_option(demo)
     demo.add_argument("--transport", choices=("serial", "ble"), default="serial",
                       help="how the simulated glove and IMU reach the app: a pty read with pyserial (default) "
                            "or BLE via bleak and an emulated BlueZ")
@@ -115,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     live.add_argument("--seconds", type=positive_float, metavar="S", help="stop after S seconds (default: until q / Ctrl-C)")
     live.add_argument("--json", metavar="PATH", help="write one JSON line per prediction")
     live.add_argument("--threads", type=positive_int, metavar="N", help="inference threads (default: the runtime's)")
+    _add_providers_option(live)
     live.add_argument("--check", action="store_true",
                       help="validate config, devices, camera, bundle and the --mqtt broker, then exit")
     _add_mqtt_option(live)
@@ -186,11 +188,12 @@ def _parser() -> argparse.ArgumentParser:
                          help="wire format (--serial only): binary protocol v1 or CSV lines")
         dev.set_defaults(run=_simulate_device, kind=kind)
 
-    export = verbs.add_parser("export", help="export an eager bundle to ExecuTorch / LiteRT at fp32 or int8, "
+    export = verbs.add_parser("export", help="export an eager bundle to ExecuTorch / LiteRT / ONNX at fp32 or int8, "
                                              "checking its fidelity against the fp32 model")
     export.add_argument("bundle", type=Path, metavar="BUNDLE", help="eager bundle written by `edgehar train`")
     export.add_argument("--format", required=True, choices=[f.name for f in FORMATS], help="target format")
-    export.add_argument("--precision", default="fp32", choices=PRECISIONS, help="fp32 (default) or int8 (PT2E static)")
+    export.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="fp32 (default) or int8 (static, calibrated: PT2E; ONNX Runtime's quantizer for onnx)")
     export.add_argument("--out", type=Path, required=True, help="folder of the new bundle")
     export.add_argument("--calibration", type=positive_int, default=256, metavar="N",
                         help="training windows used to calibrate int8 (default 256)")
@@ -247,6 +250,12 @@ def _add_bench_args(p: argparse.ArgumentParser) -> None:
                    help="skip MMTSA sparse-vs-dense segments (needs torch and an eager bundle)")
     p.add_argument("--gaf-reps", type=int, default=20, metavar="N",
                    help="repetitions of our GAF vs the official pyts pipeline (0: skip; needs pyts)")
+
+
+def _add_providers_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--providers", type=_names, metavar="A,B",
+                   help="onnx bundles: ONNX Runtime execution providers, best first, e.g. cuda,cpu or "
+                        "TensorrtExecutionProvider (default: the manifest's, else TensorRT, CUDA, CPU as available)")
 
 
 def _add_view_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
@@ -326,7 +335,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     devices = {name: url for name, url in (("glove", args.glove), ("imu", args.imu)) if url}
-    run_demo(args.model, args.seconds, args.json, seed=args.seed, threads=args.threads,
+    run_demo(args.model, args.seconds, args.json, seed=args.seed, threads=args.threads, providers=args.providers or (),
              transport=args.transport, devices=devices, camera=args.camera, options=_view_options(args))
     return 0
 
@@ -346,7 +355,8 @@ def _live(args: argparse.Namespace) -> int:
     devices = device_urls(args.glove or cfg.get("glove"), args.imu or cfg.get("imu"),
                           {**cfg.get("devices", {}), **dict(args.device or [])})
     camera = args.camera if args.camera is not None else cfg.get("camera")
-    manifest, backend = load_bundle(model, num_threads=args.threads or cfg.get("threads"))
+    manifest, backend = load_bundle(model, num_threads=args.threads or cfg.get("threads"),
+                                    providers=args.providers or cfg.get("providers") or ())
     cam = next((s.name for s in manifest.streams if s.kind == "camera"), None)
     needed = [s.name for s in manifest.streams if s.kind == "sensor"]
     missing = [n for n in needed if n not in devices]
@@ -593,7 +603,7 @@ def _one_line_warnings(verb: str) -> None:
 # what to install in one line instead of a ModuleNotFoundError traceback.
 _EXTRA_OF = {"torch": "train", "torchvision": "train", "torchao": "train", "pyts": "train",
              "executorch": "executorch", "litert_torch": "export", "ai_edge_litert": "litert", "yaml": "yaml",
-             "paho": "mqtt"}
+             "paho": "mqtt", "onnxruntime": "onnx", "onnx": "export", "onnxscript": "export"}
 
 
 # OpenCV is in no extra's place of its own: a board may have its own cv2 (JetPack's, built

@@ -94,10 +94,11 @@ def demo_sources(manifest, devices: dict[str, str] | None = None, camera: str | 
 def run_demo(bundle: Path | None, seconds: float | None, json_path: Path | None, seed: int = 0,
              threads: int | None = None, transport: str = "serial", devices: dict[str, str] | None = None,
              out: TextIO = sys.stdout, camera: str | None = None, options: LiveOptions | None = None,
-             key_source=None) -> DemoSummary:
+             key_source=None, providers: tuple[str, ...] = ()) -> DemoSummary:
     """Run the live demo; `devices` maps stream names to URLs of real devices that
-    replace the simulated ones, `camera` a real camera that replaces the simulated one."""
-    manifest, backend = load_bundle(bundle or default_bundle(), num_threads=threads)
+    replace the simulated ones, `camera` a real camera that replaces the simulated one,
+    `providers` the execution providers of an onnx bundle (default: its manifest's)."""
+    manifest, backend = load_bundle(bundle or default_bundle(), num_threads=threads, providers=providers)
     opts = options or LiveOptions()
     opts.seconds, opts.json_path = seconds, json_path
     sources = demo_sources(manifest, devices, camera, transport, seed)
