@@ -56,7 +56,7 @@ STABLE_STEP = 50  # extra queries between two p90 stability checks
 STABLE_TOLERANCE = 0.02  # p90 moved by less than this fraction: stable
 RUNTIME_PACKAGES = (
     "numpy", "opencv-python-headless", "opencv-python", "torch", "executorch", "ai-edge-litert",
-    "tflite-runtime", "pyts", "nvidia-ml-py",
+    "tflite-runtime", "onnxruntime", "onnxruntime-gpu", "pyts", "nvidia-ml-py",
 )
 
 

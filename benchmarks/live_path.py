@@ -7,8 +7,9 @@ For each bundle and camera size it runs `edgehar live --headless` as a user woul
 glove and the IMU from `replay://` of a recorded session, the camera from a 30 fps video
 file of that size (the session's own video, scaled and written once into a work folder
 beside --out). Bundles default to the demo's cached default MMTSA (eager) and its LiteRT
-int8 and ExecuTorch int8 exports, made with `edgehar export` when missing; the session
-defaults to the first one of the simulated data set.
+int8 and ExecuTorch int8 exports, and its ONNX int8 export when onnxruntime is installed,
+made with `edgehar export` when missing; the session defaults to the first one of the
+simulated data set.
 
 From each run's JSON log (one line per prediction) and the process itself it reports:
 per-stage latency p50/p90/p99 (late, rings, sampling, gaf, frames, inference,
@@ -198,15 +199,24 @@ def plot(result: dict, path: Path, size: tuple[int, int] = (900, 560)) -> Path:
     return path
 
 
+def int8_formats() -> list[str]:
+    """The int8 formats the default run measures: LiteRT and ExecuTorch, and ONNX when
+    onnxruntime (the `onnx` extra) is installed: a machine set up before the onnx format
+    existed has the other two without it."""
+    from importlib.util import find_spec
+
+    return ["litert", "executorch", *(["onnx"] if find_spec("onnxruntime") is not None else [])]
+
+
 def default_bundles(work: Path) -> list[Path]:
-    """The demo's cached default bundle and its LiteRT int8 / ExecuTorch int8 exports."""
+    """The demo's cached default bundle and its int8 exports (`int8_formats`)."""
     from edgehar.models.datasets import default_bundle_dir
 
     eager = default_bundle_dir()
     if not (eager / "manifest.json").is_file():
         raise SystemExit(f"live_path: no default bundle at {eager}; run `edgehar demo` once (it trains it) or pass --bundle")
     bundles = [eager]
-    for fmt in ("litert", "executorch"):
+    for fmt in int8_formats():
         out = work / f"default-{fmt}-int8"
         if not (out / "manifest.json").is_file():
             subprocess.run([sys.executable, "-m", "edgehar", "export", str(eager), "--format", fmt, "--precision", "int8",

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from live_path import STAGES, parse_sizes, run_live, scaled_video, summarise, to_markdown  # noqa: E402
+from live_path import STAGES, int8_formats, parse_sizes, run_live, scaled_video, summarise, to_markdown  # noqa: E402
 
 from live_helpers import tiny_bundle  # noqa: E402
 
@@ -18,6 +18,15 @@ def test_sizes_are_width_by_height_and_a_bad_one_is_named():
     assert parse_sizes("640x480,1920X1080") == ((640, 480), (1920, 1080))
     with pytest.raises(SystemExit, match="'640by480' is not WIDTHxHEIGHT"):
         parse_sizes("640by480")
+
+
+def test_onnx_runtime_rows_when_onnxruntime_is_installed(monkeypatch):
+    assert int8_formats() == ["litert", "executorch", "onnx"]  # the dev install has every runtime
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    assert int8_formats() == ["litert", "executorch"]
 
 
 def _line(total, age=30.0):
