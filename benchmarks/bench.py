@@ -252,7 +252,8 @@ def sparse_vs_dense(bundle: str | Path, data: str | None = None, threads: int | 
     labelled = datasets.load_data(source, frame_resize=manifest.frame_resize, progress=False)
     result: dict[str, Any] = {"bundle": str(bundle), "model": manifest.model, "data": source, "variants": []}
     for kind, n in (("sparse", manifest.num_segments), ("dense", dense_segments(manifest))):
-        m_n = replace(manifest, num_segments=n)
+        # the same weights at another N: not the bundle's file, so without its tensor listing
+        m_n = replace(manifest, num_segments=n, inputs=(), outputs=(), model_sha256="")
         model = create_model(manifest.model, **{**manifest.model_config, "input_shapes": m_n.input_shapes()})
         model.load_state_dict(state)
         model.eval()
