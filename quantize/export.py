@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ..contract.bundle import BundleError, read_manifest
+from ..contract.bundle import BundleError, file_sha256, read_manifest
 from ..contract.manifest import MANIFEST_NAME, Manifest
 from ..errors import EdgeharError
 from ..contract.formats import ExportFormat, check_precision, get_format
@@ -346,8 +346,11 @@ def _reject(staging: Path, out_dir: Path, manifest: Manifest, result: ExportResu
     if model is None:
         return None
     rejected = out_dir.with_name(out_dir.name + ".rejected")
+    # the source's tensor listing describes the source's file: this one's sha256 only (its
+    # runtime may not even have loaded it)
     data = replace(manifest, format=result.format, precision=result.precision, model_file=model.name,
-                   metrics={**manifest.metrics, "fidelity": result.fidelity, "calibration": result.calibration}).to_dict()
+                   metrics={**manifest.metrics, "fidelity": result.fidelity, "calibration": result.calibration},
+                   inputs=(), outputs=(), model_sha256=file_sha256(model)).to_dict()
     (staging / REJECTED_MANIFEST).write_text(json.dumps(data, indent=2) + "\n")
     (staging / REJECTED_NOTE).write_text(f"REJECTED: {result.reason}\n")
     _replace_folder(staging, rejected)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgehar.app.backends import BACKEND_GROUP, load_bundle
-from edgehar.contract.bundle import BundleError
+from edgehar.contract.bundle import BundleError, file_sha256
 from edgehar.contract.manifest import Manifest
 from edgehar.models.datasets import WindowSampler, load_data
 from edgehar.quantize import FORMATS, FormatError, export_bundle, export_targets, get_format
@@ -130,7 +130,10 @@ def test_below_the_floor_is_failed_and_not_written_as_a_bundle(tmp_path_factory,
     assert result.out_dir == rejected
     assert sorted(p.name for p in rejected.iterdir()) == ["REJECTED.txt", "manifest.rejected.json", "model.tflite"]
     assert "below the fidelity floor" in (rejected / "REJECTED.txt").read_text()
-    assert json.loads((rejected / "manifest.rejected.json").read_text())["metrics"]["fidelity"]["top1_agreement"] == 1.0
+    kept = json.loads((rejected / "manifest.rejected.json").read_text())
+    assert kept["metrics"]["fidelity"]["top1_agreement"] == 1.0
+    # the rejected file's own digest, not the source's listing
+    assert kept["model_sha256"] == file_sha256(rejected / "model.tflite") and kept["inputs"] == []
     with pytest.raises(BundleError, match="no bundle manifest"):
         load_bundle(rejected)
     assert [p.name for p in tmp_path.iterdir()] == ["litert-fp32.rejected"]  # no staging left behind
