@@ -36,6 +36,7 @@ from typing import Any
 
 from ..argtypes import host_port
 from ..errors import EdgeharError
+from ..contract.manifest import imu_stream
 from .mqtt import parse_mqtt_url
 
 VIEWS = ("auto", "window", "headless")
@@ -227,7 +228,7 @@ def device_urls(glove: str | None, imus: list[str] | None, devices: dict[str, st
     if glove:
         urls["glove"] = glove
     for k, url in enumerate(imus or []):
-        urls["imu" if k == 0 else f"imu{k + 1}"] = url
+        urls[imu_stream(k)] = url
     for name, url in (devices or {}).items():
         if name in urls and urls[name] != url:
             raise ConfigError("", f"devices.{name}", f"stream {name!r} is given two URLs ({urls[name]} and {url})")

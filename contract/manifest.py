@@ -45,6 +45,15 @@ class ManifestError(EdgeharError, ValueError):
         super().__init__(f"{path}: {reason}" if path else reason)
 
 
+def imu_stream(k: int) -> str:
+    """The stream name of the k-th IMU (from 0): "imu", "imu2", "imu3", ...
+
+    One rule for everyone who numbers IMUs: the k-th `--imu URL` of `edgehar live` /
+    `record`, and the simulator's k-th IMU placement, so a bundle trained on simulated
+    sessions names the streams a user then gives with repeated `--imu`."""
+    return "imu" if k == 0 else f"imu{k + 1}"
+
+
 @dataclass(frozen=True)
 class StreamSpec:
     """One time-stamped input stream (a device or the camera)."""

@@ -1,4 +1,4 @@
-"""Measurement models: latent pose -> what the glove and wrist IMU chips report.
+"""Measurement models: latent pose -> what the glove and the IMU chips report.
 
 The accelerometer reads specific force in its own frame (gravity included, so a
 resting hand reads about +1 g on its up axis), the gyro reads body angular rate.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .datasheet import GLOVE_SPECS, IMU_SPECS
+from .placements import PLACEMENTS, Fitting, Placement, segment_pose
 from .signals import rotation
 from .subject import Subject
 
@@ -53,12 +54,19 @@ def measure_glove(state3: list[dict], subject: Subject, rng: np.random.Generator
     return _clip(np.column_stack([flex, acc, gyro, pressure]), GLOVE_SPECS)
 
 
-def measure_imu(state3: list[dict], subject: Subject, rng: np.random.Generator) -> np.ndarray:
-    """Wrist IMU samples (n, 6) in IMU_CHANNELS order: the forearm, without wrist flexion."""
-    pos = np.stack([s["pos"] for s in state3])
-    rpy = np.stack([s["rpy"] for s in state3])
-    acc, gyro = _inertial(pos, rpy, 0.6 * state3[1]["impact"], subject.imu_mount_rpy)  # the wrist feels a damped jolt
+def measure_imu(state3: list[dict], t3: list[np.ndarray], subject: Subject, rng: np.random.Generator,
+                placement: Placement = PLACEMENTS["wrist"], fitting: Fitting | None = None) -> np.ndarray:
+    """IMU samples (n, 6) in IMU_CHANNELS order from states at times t - h, t, t + h.
+
+    The default is the wrist IMU (the forearm, without wrist flexion, worn as the
+    subject's own parameters say); another placement moves with its own segment
+    (placements.py). Same chip, so the same noise and saturation wherever it is worn."""
+    fitting = fitting or Fitting.wrist_of(subject)
+    poses = [segment_pose(s, t, placement, fitting) for s, t in zip(state3, t3)]
+    pos = np.stack([p for p, _ in poses])
+    rpy = np.stack([r for _, r in poses])
+    acc, gyro = _inertial(pos, rpy, placement.impact * state3[1]["impact"], fitting.mount_rpy)  # a damped jolt
     n = len(acc)
-    acc = acc + np.array(subject.imu_acc_bias) + rng.normal(0, subject.acc_noise, (n, 3))
-    gyro = gyro + np.array(subject.imu_gyro_bias) + rng.normal(0, subject.gyro_noise, (n, 3))
+    acc = acc + np.array(fitting.acc_bias) + rng.normal(0, subject.acc_noise, (n, 3))
+    gyro = gyro + np.array(fitting.gyro_bias) + rng.normal(0, subject.gyro_noise, (n, 3))
     return _clip(np.column_stack([acc, gyro]), IMU_SPECS)

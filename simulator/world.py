@@ -24,17 +24,20 @@ screwdriver = red/yellow handle with a long grey shaft, hex_key = thin blue L;
 hammer = brown handle with a small grey head, mallet = pale handle with a big black
 head. `GLOVE_ONLY_PAIRS` and `CAMERA_ONLY_PAIRS` are derived from the shared objects.
 
-Streams: glove 100 Hz, imu 100 Hz, camera 30 fps 160x120 BGR (devices.py). Each
+Streams: glove 100 Hz, imu 100 Hz (wrist), camera 30 fps 160x120 BGR (datasheet.py). Each
 stream starts at its own small offset, runs at its own slightly wrong rate (ppm
-skew) and has timestamp jitter; the camera occasionally drops a frame.
+skew) and has timestamp jitter; the camera occasionally drops a frame. A
+`SensorLayout` (placements.py) adds IMUs elsewhere on the body (streams imu2, imu3, ...)
+and runs glove and IMUs at another rate (e.g. 1 kHz): what a cost benchmark over
+sensor count and rate needs (benchmarks/live_path.py).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +46,8 @@ from ..contract.series import FrameSeries, SensorSeries
 
 from ..firmware_bridge.session import Recording, write_session
 from .activities import ACTIVITIES, CAMERA_ONLY_PAIRS, GLOVE_ONLY_PAIRS, Bout, activity_model
-from .datasheet import FRAME_HEIGHT, FRAME_WIDTH, GLOVE_CHANNELS, IMU_CHANNELS, STREAM_RATES, STREAM_SPECS
+from .datasheet import CAMERA_FPS, FRAME_HEIGHT, FRAME_WIDTH, GLOVE_CHANNELS, IMU_CHANNELS, IMU_RATE_HZ, STREAM_RATES, STREAM_SPECS
+from .placements import PLACEMENTS, Fitting, Placement, SensorLayout
 from .render import Camera
 from .sensors import H_DIFF, measure_glove, measure_imu
 from .signals import smoothstep
@@ -56,6 +60,7 @@ __all__ = [
     "GLOVE_ONLY_PAIRS",
     "IMU_CHANNELS",
     "Recording",
+    "SensorLayout",
     "SimulatedWorld",
     "Subject",
     "generate_dataset",
@@ -65,23 +70,43 @@ __all__ = [
 ]
 
 RAMP_S = (0.6, 1.2)  # s: how long a change of activity takes
-CLOCK_JITTER_S = {"glove": 0.0003, "imu": 0.0003, "camera": 0.0015}
+# Timestamp jitter (std). A sensor sampling faster than the datasheet's 100 Hz keeps the same
+# 3 % of its period: a 1 kHz stamp jitters 0.03 ms, not 0.3 ms (a third of its period, which
+# would reorder samples).
+SENSOR_JITTER_S = 0.0003
+CAMERA_JITTER_S = 0.0015
 CAMERA_DROP_P = 0.002  # chance a frame is lost
 DEVICE_INFO = {
     "glove": {"model": "sim-glove", "transport": "sim"},
-    "imu": {"model": "sim-imu", "placement": "right wrist", "transport": "sim"},
     "camera": {"model": "sim-chest-camera", "pixel_format": "BGR"},
 }
+
+
+def _imu_info(placement: Placement) -> dict:
+    return {"model": "sim-imu", "placement": placement.where, "transport": "sim"}
+
+
+@dataclass
+class _Imu:
+    """One worn IMU: its stream, where it sits, how this subject wears it, its clock and noise."""
+
+    stream: str
+    placement: Placement
+    fitting: Fitting
+    clock: _Clock
+    rng: np.random.Generator
 
 
 class _Clock:
     """A stream's own sampling clock: start offset, rate skew, timestamp jitter, drops."""
 
-    def __init__(self, name: str, rng: np.random.Generator):
+    def __init__(self, name: str, rng: np.random.Generator, rate_hz: float, jitter_s: float):
         self.name = name
+        self.rate_hz = rate_hz
+        self.jitter = jitter_s
         self.offset = float(rng.uniform(0.0, 0.04 if name == "camera" else 0.02))
         self.skew_ppm = float(rng.normal(0, 40))
-        self.period = (1 + self.skew_ppm * 1e-6) / STREAM_RATES[name]
+        self.period = (1 + self.skew_ppm * 1e-6) / rate_hz
 
     def sample(self, t0: float, t1: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(true sampling instants, host timestamps) of the samples falling in [t0, t1)."""
@@ -89,7 +114,7 @@ class _Clock:
         true = self.offset + np.arange(k0, np.ceil((t1 - self.offset) / self.period)) * self.period
         if self.name == "camera":
             true = true[rng.random(len(true)) >= CAMERA_DROP_P]
-        jitter = CLOCK_JITTER_S[self.name]
+        jitter = self.jitter
         stamps = np.maximum.accumulate(true + np.clip(rng.normal(0, jitter, len(true)), -3 * jitter, 3 * jitter))
         return true, stamps
 
@@ -131,9 +156,15 @@ class _Occlusions:
 
 
 class _Engine:
-    """Bouts on a timeline plus the three devices; renders any [t0, t1) on demand."""
+    """Bouts on a timeline plus the devices (glove, the layout's IMUs, camera); renders any
+    [t0, t1) on demand.
 
-    def __init__(self, subject: Subject, seed: int):
+    The glove, the first IMU and the camera draw from the generators the world always had,
+    in the same order; every further IMU draws its clock, fitting and noise from a child
+    generator of its own, so adding IMUs never shifts the others' draws (and the default
+    layout renders as it did before layouts existed)."""
+
+    def __init__(self, subject: Subject, seed: int, layout: SensorLayout = SensorLayout()):
         self.subject, self.seed = subject, seed
         ss = np.random.SeedSequence(seed)
         bout_ss, clock_ss, sensor_ss, camera_ss, occl_ss, self.schedule_ss = ss.spawn(6)
@@ -141,8 +172,17 @@ class _Engine:
         self.bouts: list[Bout] = []
         self.ramps: list[float] = []  # ramps[i]: width of the crossfade into bouts[i]
         clock_rng = np.random.default_rng(clock_ss)
-        self.clocks = {name: _Clock(name, clock_rng) for name in ("glove", "imu", "camera")}
+        jitter = SENSOR_JITTER_S * min(1.0, IMU_RATE_HZ / layout.rate_hz)
+        self.glove_clock = _Clock("glove", clock_rng, layout.rate_hz, jitter)
+        (first, placement), *more = layout.imu_streams().items()
+        first_clock = _Clock(first, clock_rng, layout.rate_hz, jitter)
+        self.camera_clock = _Clock("camera", clock_rng, CAMERA_FPS, CAMERA_JITTER_S)
         self.sensor_rng = np.random.default_rng(sensor_ss)
+        own = [np.random.default_rng(s) for s in ss.spawn(len(layout.imus))]  # one per IMU; the first's fits a non-wrist placement
+        wrist = placement is PLACEMENTS["wrist"]
+        self.imus = [_Imu(first, placement, Fitting.wrist_of(subject) if wrist else Fitting.draw(placement, own[0]), first_clock, self.sensor_rng)]
+        for (name, placement), rng in zip(more, own[1:]):
+            self.imus.append(_Imu(name, placement, Fitting.draw(placement, rng), _Clock(name, rng, layout.rate_hz, jitter), rng))
         camera_rng = np.random.default_rng(camera_ss)
         self.camera = Camera(subject, camera_rng)
         self.camera_rng = camera_rng
@@ -191,17 +231,14 @@ class _Engine:
         """All three streams and the labels for [t0, t1); the bouts must cover it."""
         sub = self.subject
         self.occlusions.extend(t1, self.occl_rng)
-        series: dict[str, SensorSeries | FrameSeries] = {}
-        for name, measure, channels in (("glove", measure_glove, GLOVE_CHANNELS), ("imu", measure_imu, IMU_CHANNELS)):
-            true, stamps = self.clocks[name].sample(t0, t1, self.sensor_rng)
-            n = len(true)
-            if n:
-                st, _ = self.state(np.concatenate([true - H_DIFF, true, true + H_DIFF]))
-                values = measure([{k: v[j * n : (j + 1) * n] for k, v in st.items()} for j in range(3)], sub, self.sensor_rng)
-            else:
-                values = np.zeros((0, len(channels)), np.float32)
-            series[name] = SensorSeries(stamps, values, channels)
-        true, stamps = self.clocks["camera"].sample(t0, t1, self.camera_rng)
+        series: dict[str, SensorSeries | FrameSeries] = {
+            "glove": self._sensor(self.glove_clock, self.sensor_rng, t0, t1, GLOVE_CHANNELS,
+                                  lambda st3, t3, rng: measure_glove(st3, sub, rng))
+        }
+        for imu in self.imus:
+            series[imu.stream] = self._sensor(imu.clock, imu.rng, t0, t1, IMU_CHANNELS,
+                                              lambda st3, t3, rng, imu=imu: measure_imu(st3, t3, sub, rng, imu.placement, imu.fitting))
+        true, stamps = self.camera_clock.sample(t0, t1, self.camera_rng)
         if len(true):
             st, dom = self.state(true)
             tools = [self.bouts[j].look.tool for j in dom]
@@ -212,12 +249,28 @@ class _Engine:
         labels = [(max(b.start, t0), min(b.end, t1), b.activity) for b in self.bouts if b.end > t0 and b.start < t1]
         return Recording(series=series, labels=labels, subject=sub.name, meta=self.meta())
 
+    def _sensor(self, clock: _Clock, rng: np.random.Generator, t0: float, t1: float, channels: tuple[str, ...],
+                measure: Callable[[list[dict], list[np.ndarray], np.random.Generator], np.ndarray]) -> SensorSeries:
+        """One sensor stream over [t0, t1): its clock's samples, measured from the state at t -/+ h."""
+        true, stamps = clock.sample(t0, t1, rng)
+        n = len(true)
+        if n:
+            t3 = [true - H_DIFF, true, true + H_DIFF]
+            st, _ = self.state(np.concatenate(t3))
+            values = measure([{k: v[j * n : (j + 1) * n] for k, v in st.items()} for j in range(3)], t3, rng)
+        else:
+            values = np.zeros((0, len(channels)), np.float32)
+        return SensorSeries(stamps, values, channels)
+
     def meta(self) -> dict:
+        devices = [("glove", self.glove_clock, DEVICE_INFO["glove"], STREAM_SPECS["glove"])]
+        devices += [(imu.stream, imu.clock, _imu_info(imu.placement), STREAM_SPECS["imu"]) for imu in self.imus]
+        devices.append(("camera", self.camera_clock, DEVICE_INFO["camera"], None))
         streams = {}
-        for name, clock in self.clocks.items():
-            entry = {"rate_hz": STREAM_RATES[name], "device": {**DEVICE_INFO[name], "start_offset_s": round(clock.offset, 6), "skew_ppm": round(clock.skew_ppm, 2)}}
-            if name in STREAM_SPECS:
-                entry["units"] = [c.unit for c in STREAM_SPECS[name]]
+        for name, clock, info, specs in devices:
+            entry = {"rate_hz": clock.rate_hz, "device": {**info, "start_offset_s": round(clock.offset, 6), "skew_ppm": round(clock.skew_ppm, 2)}}
+            if specs is not None:
+                entry["units"] = [c.unit for c in specs]
             streams[name] = entry
         return {"streams": streams, "generator": "edgehar.simulator", "seed": self.seed, "subject_params": asdict(self.subject)}
 
@@ -230,14 +283,15 @@ def _check_schedule(schedule: Sequence[tuple[str, float]]) -> None:
             raise ValueError(f"bout of {activity!r} has duration {duration}; must be > 0")
 
 
-def generate_recording(subject: Subject, schedule: list[tuple[str, float]], seed: int) -> Recording:
+def generate_recording(subject: Subject, schedule: list[tuple[str, float]], seed: int,
+                       layout: SensorLayout = SensorLayout()) -> Recording:
     """One continuous recording performing `schedule` [(activity, seconds), ...] in order.
 
     Labels are the schedule's intervals; the hand changes activity over ~1 s centred on
-    each boundary. Same (subject, schedule, seed) -> identical recording.
+    each boundary. Same (subject, schedule, seed, layout) -> identical recording.
     """
     _check_schedule(schedule)
-    engine = _Engine(subject, seed)
+    engine = _Engine(subject, seed, layout)
     ramp_rng = np.random.default_rng(engine.schedule_ss)
     for activity, duration in schedule:
         engine.add_bout(activity, float(duration), ramp_rng)
@@ -312,23 +366,25 @@ def subject_split(subject_ids: list[int], seed: int = 0) -> dict[int, str]:
 
 
 def _write_subject(args: tuple) -> Path:
-    out_dir, subject_id, repeats, bout_s, seed, split = args
+    out_dir, subject_id, repeats, bout_s, seed, split, layout = args
     subject = make_subject(subject_id, seed)
     rng = np.random.default_rng([seed, subject_id, 0x5C4E])
     schedule = [(str(a), bout_s) for a in rng.permutation(np.repeat(ACTIVITIES, repeats))]
-    rec = generate_recording(subject, schedule, seed=int(np.random.SeedSequence([seed, subject_id]).generate_state(1)[0]))
+    rec = generate_recording(subject, schedule, seed=int(np.random.SeedSequence([seed, subject_id]).generate_state(1)[0]), layout=layout)
     rec.meta.update(session_id=f"sim-{subject.name}", split=split, start_time="2024-01-01T00:00:00+00:00")
     return write_session(Path(out_dir) / subject.name, rec)
 
 
-def generate_dataset(out_dir: Path | str, subjects: int = 10, repeats: int = 3, bout_s: float = 8.0, seed: int = 0, progress: bool = True) -> list[Path]:
+def generate_dataset(out_dir: Path | str, subjects: int = 10, repeats: int = 3, bout_s: float = 8.0, seed: int = 0,
+                     progress: bool = True, layout: SensorLayout = SensorLayout()) -> list[Path]:
     """One session per subject (every activity `repeats` times, shuffled) under out_dir/sNN.
 
     Each session's meta.json carries "split" from `subject_split(range(subjects), seed)`.
-    Subjects are generated in parallel processes, one per CPU core.
+    Subjects are generated in parallel processes, one per CPU core. `layout` picks the
+    worn IMUs and the sensor rate; the same subjects and activities whatever it is.
     """
     split = subject_split(list(range(subjects)), seed)
-    jobs = [(str(out_dir), i, repeats, bout_s, seed, split[i]) for i in range(subjects)]
+    jobs = [(str(out_dir), i, repeats, bout_s, seed, split[i], layout) for i in range(subjects)]
     with ProcessPoolExecutor(max_workers=min(subjects, os.cpu_count() or 1)) as pool:
         results = pool.map(_write_subject, jobs)
         if progress:

@@ -172,6 +172,11 @@ def _parser() -> argparse.ArgumentParser:
     dataset.add_argument("--subjects", type=positive_int, default=10, help="number of subjects (default 10)")
     dataset.add_argument("--repeats", type=positive_int, default=3, help="bouts of each activity per subject (default 3)")
     dataset.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    dataset.add_argument("--imus", type=_names, default=("wrist",), metavar="P,Q",
+                         help="where the IMUs are worn, in stream order (imu, imu2, ...): wrist, forearm, chest, ankle "
+                              "(default wrist)")
+    dataset.add_argument("--rate", type=positive_float, default=100.0, metavar="HZ",
+                         help="glove and IMU sample rate (default 100, the simulated devices' datasheet rate)")
     dataset.set_defaults(run=_simulate_dataset)
     for kind in ("glove", "imu"):
         dev = what.add_parser(kind, help=f"run a simulated {kind} that streams the wire protocol in real time")
@@ -476,9 +481,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _simulate_dataset(args: argparse.Namespace) -> int:
-    from ..simulator.world import generate_dataset
+    from ..simulator.world import SensorLayout, generate_dataset
 
-    paths = generate_dataset(args.out, subjects=args.subjects, repeats=args.repeats, seed=args.seed)
+    try:
+        layout = SensorLayout(args.imus, args.rate)
+    except (KeyError, ValueError) as exc:
+        raise EdgeharError(exc.args[0]) from None
+    paths = generate_dataset(args.out, subjects=args.subjects, repeats=args.repeats, seed=args.seed, layout=layout)
     print(f"wrote {len(paths)} sessions to {args.out}")
     return 0
 
