@@ -13,11 +13,13 @@ _BUNDLES: dict[tuple, Path] = {}
 def sim_manifest(window_s: float = 1.0, streams: tuple[str, ...] = ("camera", "glove", "imu"),
                  labels: tuple[str, ...] = ("neutral", "hammer", "screwdriver"), model: str = "mmtsa_tiny",
                  sensor_type: str = "gaf") -> Manifest:
-    """The input contract of a model over the simulated devices (sensors as GAF images or raw series)."""
-    specs = {"camera": StreamSpec("camera", "camera", 30.0), "glove": StreamSpec("glove", "sensor", 100.0, GLOVE_CHANNELS),
-             "imu": StreamSpec("imu", "sensor", 100.0, IMU_CHANNELS)}
-    mods = {"camera": ModalitySpec("rgb", "camera", "frames"), "glove": ModalitySpec("glove", "glove", sensor_type, GLOVE_CHANNELS),
-            "imu": ModalitySpec("imu", "imu", sensor_type, IMU_CHANNELS)}
+    """The input contract of a model over the simulated devices (sensors as GAF images or raw series);
+    streams other than camera and glove are IMUs (imu, imu2, ...: a SensorLayout's)."""
+    specs = {"camera": StreamSpec("camera", "camera", 30.0), "glove": StreamSpec("glove", "sensor", 100.0, GLOVE_CHANNELS)}
+    mods = {"camera": ModalitySpec("rgb", "camera", "frames"), "glove": ModalitySpec("glove", "glove", sensor_type, GLOVE_CHANNELS)}
+    for imu in set(streams) - set(specs):
+        specs[imu] = StreamSpec(imu, "sensor", 100.0, IMU_CHANNELS)
+        mods[imu] = ModalitySpec(imu, imu, sensor_type, IMU_CHANNELS)
     return Manifest(streams=tuple(specs[s] for s in streams), modalities=tuple(mods[s] for s in streams), labels=labels,
                     window_s=window_s, hop_s=0.25, num_segments=3, gaf_k=16, model=model)
 

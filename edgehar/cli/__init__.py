@@ -299,6 +299,19 @@ def _mqtt_url(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _device_flags(stream: str, streams: list[str]) -> str:
+    """The flags that give a device for `stream`: --glove, the k-th --imu, or --device NAME=URL."""
+    from ..contract.manifest import imu_stream
+
+    imus = {imu_stream(k): k + 1 for k in range(len(streams))}
+    if stream == "glove":
+        return "--glove URL or --device glove=URL"
+    if stream in imus:
+        more = f" once per IMU (stream {stream!r} is --imu number {imus[stream]})" if imus[stream] > 1 else ""
+        return f"--imu URL{more} or --device {stream}=URL"
+    return f"--device {stream}=URL"
+
+
 def _device(text: str) -> tuple[str, str]:
     name, sep, url = text.partition("=")
     if not sep or not name.strip() or "://" not in url:
@@ -367,7 +380,7 @@ def _live(args: argparse.Namespace) -> int:
     missing = [n for n in needed if n not in devices]
     if missing:
         raise EdgeharError(f"the bundle reads stream {missing[0]!r} but no device was given for it "
-                           f"(--{missing[0]} URL or --device {missing[0]}=URL; the bundle reads {needed})")
+                           f"({_device_flags(missing[0], needed)}; the bundle reads {needed})")
     unknown = [n for n in devices if n not in needed]
     if unknown:
         raise EdgeharError(f"device {unknown[0]!r} is not a sensor stream of the bundle (it reads {needed})")
