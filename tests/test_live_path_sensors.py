@@ -68,6 +68,7 @@ def test_growth_is_measured_against_the_fewest_samples_and_the_verdict_says_whic
     assert verdict[1].endswith("yes")
     runs[1] = _row(4, 100.0, 0.30, 2.6, 4.0)  # 3x the CPU for 2.5x the samples: more than linear
     assert not growth(runs)[1]["linear"] and sensor_verdict(runs)[1].endswith("NO")
+    assert sensor_verdict(runs[2:])[1].endswith("not assessed (one row)")  # one row shows no growth
 
 
 def test_table_and_chart_of_the_sensor_rows(tmp_path):
