@@ -4,9 +4,9 @@
         [--bundle DIR ...] [--session DIR] [--out benchmarks/results/live_path.json]
     python benchmarks/live_path.py --sensors 1,2,4 [--rates 100,1000] [--epochs 30] [--seconds 40]
 
-For each bundle and camera size it runs `edgehar live --headless` as a user would: the
-glove and the IMU from `replay://` of a recorded session, the camera from a 30 fps video
-file of that size (the session's own video, scaled and written once into a work folder
+For each bundle and camera size it runs `edgehar live --headless` as a user would: each
+sensor stream the bundle reads (glove, IMUs) from `replay://` of a recorded session, the
+camera from a 30 fps video file of that size (the session's own video, scaled and written once into a work folder
 beside --out). Bundles default to the demo's cached default MMTSA (eager) and its LiteRT
 int8 and ExecuTorch int8 exports, and its ONNX int8 export when onnxruntime is installed,
 made with `edgehar export` when missing; the session defaults to the first one of the
