@@ -16,6 +16,7 @@ import warnings
 from dataclasses import asdict
 
 from ..errors import EdgeharWarning
+from .columns import columns
 from ..firmware_bridge.discovery import Devices, discover
 from ..firmware_bridge.probe import ProbeReport, probe
 
@@ -39,25 +40,16 @@ def to_json(found: Devices) -> str:
 
 def to_table(found: Devices) -> str:
     lines = ["serial ports"]
-    lines += _rows(["URL", "USB ID", "MANUFACTURER", "PRODUCT", "SERIAL", "DESCRIPTION"],
+    lines += columns(["URL", "USB ID", "MANUFACTURER", "PRODUCT", "SERIAL", "DESCRIPTION"],
                    [[p.url, p.usb_id, p.manufacturer, p.product, p.serial_number, p.description] for p in found.serial],
                    "none listed by the OS")
     if found.ble_error is None:
         lines.append(f"BLE devices ({found.ble_seconds:g} s scan)")
-        lines += _rows(["URL", "NAME", "ADDRESS", "RSSI", "EDGEHAR"],
+        lines += columns(["URL", "NAME", "ADDRESS", "RSSI", "EDGEHAR"],
                        [[d.url, d.name, d.address, d.rssi, "yes" if d.edgehar else "no"] for d in found.ble],
                        "none heard")
     lines.append("pass a URL to edgehar live or record, e.g. --glove URL")
     return "\n".join(lines) + "\n"
-
-
-def _rows(header: list[str], rows: list[list[object]], empty: str) -> list[str]:
-    """Indented, left-aligned columns; a missing value shows as '-'."""
-    if not rows:
-        return [f"  {empty}"]
-    cells = [header] + [["-" if v is None else str(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return ["  " + "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
 
 
 def run_probe(url: str, seconds: float, as_json: bool) -> int:
@@ -102,7 +94,7 @@ def probe_table(r: ProbeReport) -> str:
              f"  loss     lost {h.lost_blocks} ({h.gaps} gaps), crc errors {h.crc_errors}, malformed {h.malformed}, "
              f"resyncs {h.resyncs}, outages {h.outages}"]
     info = r.info
-    lines += _rows(["CHANNEL", "UNIT", "MIN", "MAX"],
+    lines += columns(["CHANNEL", "UNIT", "MIN", "MAX"],
                    [[n, u or "-", f"{lo:.6g}", f"{hi:.6g}"]
                     for n, u, lo, hi in zip(info.channels, info.units, r.minima, r.maxima)], "no channels")
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..contract.bundle import BundleError, model_path, read_manifest
 from ..contract.formats import FORMATS
 from ..contract.manifest import Manifest, TensorSpec
+from .columns import columns
 
 
 def run_info(folder: Path, as_json: bool = False) -> int:
@@ -67,7 +68,7 @@ def _describe(folder: Path, m: Manifest, checked: str) -> list[str]:
         lines.append(f"  {mod.name:<10} {mod.type} of stream {mod.stream}"
                      + (f", channels {', '.join(mod.channels)}" if mod.channels else ""))
     if m.inputs:
-        lines += ["inputs (in argument order)", *_table(m.inputs), "outputs", *_table(m.outputs)]
+        lines += ["inputs (in argument order)", *_tensors(m.inputs), "outputs", *_tensors(m.outputs)]
     else:
         shapes = ", ".join(f"{name} {'x'.join(map(str, (1, *s)))}" for name, s in zip(m.modality_names(), m.input_shapes()))
         lines.append(f"inputs     not listed in this manifest (written before listings); float32 {shapes}")
@@ -82,9 +83,7 @@ def _describe(folder: Path, m: Manifest, checked: str) -> list[str]:
     return lines
 
 
-def _table(tensors: tuple[TensorSpec, ...]) -> list[str]:
-    rows = [("name", "role", "shape", "layout", "dtype", "int8 scale, zero point")]
-    rows += [(t.name, t.role, "x".join(map(str, t.shape)), t.layout, t.dtype,
-              f"{t.scale:.6g}, {t.zero_point}" if t.scale else "-") for t in tensors]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+def _tensors(tensors: tuple[TensorSpec, ...]) -> list[str]:
+    return columns(["name", "role", "shape", "layout", "dtype", "int8 scale, zero point"],
+                   [[t.name, t.role, "x".join(map(str, t.shape)), t.layout, t.dtype,
+                     f"{t.scale:.6g}, {t.zero_point}" if t.scale else "-"] for t in tensors])
