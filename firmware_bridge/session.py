@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import warnings
 from dataclasses import dataclass
@@ -202,14 +203,21 @@ def _check_times(path: Path, t: np.ndarray) -> None:
         raise SessionError(path, f"timestamps decrease at row {int(np.argmax(np.diff(t) < 0)) + 2}")
 
 
-def _read_video(path: Path, size: tuple[int, int] | None) -> np.ndarray:
+def read_video(path: Path, size: tuple[int, int] | None, step: int = 1) -> np.ndarray:
+    """Every `step`-th frame of a video file, (T, H, W, 3) uint8 BGR, resized to `size`
+    (w, h) while decoding so only the small frames are ever held. Sessions and the
+    public data sets (models/public_datasets.py) read their videos through this."""
     if not path.is_file():
         raise SessionError(path, "missing file")
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise SessionError(path, "OpenCV cannot open the video")
     frames = []
-    while True:
+    for i in itertools.count():
+        if i % step:  # skipped frames are grabbed, never decoded
+            if not cap.grab():
+                break
+            continue
         ok, frame = cap.read()
         if not ok:
             break
@@ -272,7 +280,7 @@ def read_session(folder: Path | str, streams: tuple[str, ...] | None = None, fra
                 w, h = frame_size or (int(info.get("width", 0)), int(info.get("height", 0)))
                 series[name] = FrameSeries(np.zeros(0), np.zeros((0, h, w, 3), np.uint8))
                 continue
-            frames = _read_video(file, frame_size)
+            frames = read_video(file, frame_size)
             if cut_off and len(frames) != len(stamps):
                 n = min(len(frames), len(stamps))
                 warnings.warn(f"{file}: kept the {n} frames that have both an image and a timestamp "
