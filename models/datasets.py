@@ -1,6 +1,7 @@
-"""Labelled data for training: simulated sessions, recorded sessions, BasicMotions.
+"""Labelled data for training: simulated sessions, recorded sessions, BasicMotions, and
+(through `load_data`) the papers' public data sets (public_datasets.py).
 
-Every source becomes the same thing — recordings of time-stamped series with activity
+Every source becomes the same thing (labelled.py) — recordings of time-stamped series with activity
 intervals, the streams they hold, the default modalities, and a subject-wise split —
 so one trainer serves them all and the input pipeline (`build_inputs`) is the one the
 live app runs.
@@ -9,53 +10,17 @@ live app runs.
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from ..errors import EdgeharError
 
 from ..contract.manifest import Manifest, ModalitySpec, StreamSpec
 from ..contract.preprocess.frames import FrameTransform
 from ..contract.preprocess.inputs import build_inputs
 from ..contract.preprocess.sampling import SegmentSampler
-from ..contract.series import FrameSeries, SensorSeries, between
+from ..contract.series import SensorSeries, between
 from ..firmware_bridge.session import SessionError, read_session
-
-SPLITS = ("train", "val", "test")
-
-
-class DataError(EdgeharError, ValueError):
-    """A data source that cannot be used for training; the message names it."""
-
-
-@dataclass
-class LabelledRecording:
-    series: dict[str, SensorSeries | FrameSeries]
-    labels: list[tuple[float, float, str]]  # (start_s, end_s, activity)
-    subject: str
-    split: str  # "train" | "val" | "test" (cross-subject)
-
-
-@dataclass
-class LabelledData:
-    name: str
-    recordings: list[LabelledRecording]
-    streams: tuple[StreamSpec, ...]
-    modalities: tuple[ModalitySpec, ...]  # the default: one per stream
-    labels: tuple[str, ...]
-    window_s: float  # default observation window for this source
-
-    def split(self, name: str) -> list[LabelledRecording]:
-        return [r for r in self.recordings if r.split == name]
-
-
-def cache_dir() -> Path:
-    """Where default data and bundles are cached: $EDGEHAR_HOME or ~/.cache/edgehar."""
-    return Path(os.environ.get("EDGEHAR_HOME", Path.home() / ".cache" / "edgehar"))
-
+from .labelled import SPLITS, DataError, LabelledData, LabelledRecording, cache_dir, recording_span
 
 # The demo's default bundle is trained once per machine and cached; bump when its recipe changes.
 DEFAULT_BUNDLE_NAME = "default-mmtsa-v1"
@@ -67,15 +32,21 @@ def default_bundle_dir() -> Path:
 
 
 def load_data(source: str, frame_resize: int | None = None, progress: bool = True) -> LabelledData:
-    """`sim` (the default simulated dataset, generated once), `basicmotions`, or a folder
-    of sessions in the session format (docs/session-format.md)."""
+    """`sim` (the default simulated dataset, generated once), `basicmotions`, a public data
+    set as `name:PATH` (models/public_datasets.py: utd-mhad, mmact, mmact-session,
+    egocentric), or a folder of sessions in the session format (docs/session-format.md)."""
+    from .public_datasets import PUBLIC_SOURCES, is_public_source, load_public
+
     if source == "sim":
         return load_sessions(simulated_dataset(progress=progress), frame_resize, name="sim")
     if source == "basicmotions":
         return load_basic_motions()
+    if is_public_source(source):
+        return load_public(source, frame_resize)
     path = Path(source)
     if not path.is_dir():
-        raise DataError(f"data source {source!r} is not 'sim', 'basicmotions' or a folder of sessions")
+        public = ", ".join(f"{name}:PATH" for name in PUBLIC_SOURCES)
+        raise DataError(f"data source {source!r} is not 'sim', 'basicmotions', a public data set ({public}) or a folder of sessions")
     return load_sessions(path, frame_resize, name=path.name)
 
 
@@ -230,7 +201,7 @@ class WindowSampler:
         w = manifest.window_s
         self.bouts = []  # (recording index, lowest t0, highest t0, class index)
         for ri, rec in enumerate(recordings):
-            rec_lo, rec_hi = _extent(rec)
+            rec_lo, rec_hi = recording_span(rec)
             for start, end, act in rec.labels:
                 if act not in self._label_index:
                     continue
@@ -240,6 +211,12 @@ class WindowSampler:
                     self.bouts.append((ri, lo, max(lo, hi), self._label_index[act]))
         if not self.bouts:
             raise DataError(f"no labelled bout is at least one window ({w} s) long")
+        short = sum(1 for rec in recordings for _, _, act in rec.labels if act in self._label_index) - len(self.bouts)
+        if short and not train:  # e.g. trimmed clips of a public data set shorter than the window
+            import sys
+
+            print(f"edgehar: {short} labelled bouts are shorter than the window ({w} s) and are left out of "
+                  "evaluation (--window sets a shorter one)", file=sys.stderr)
         stride = eval_stride_s or w / 2
         self.eval_windows = [
             (ri, t0, c) for ri, lo, hi, c in self.bouts for t0 in np.arange(lo, hi + 1e-9, stride)
@@ -261,14 +238,3 @@ class WindowSampler:
             for acc, arr in zip(per_modality, built.arrays):
                 acc.append(arr)
         return [np.stack(a) for a in per_modality], np.array([c for _, _, c in items], np.int64)
-
-
-def _extent(rec: LabelledRecording) -> tuple[float, float]:
-    """The time span every stream covers; a stream's last sample covers one period."""
-    starts, ends = [], []
-    for s in rec.series.values():
-        t = s.timestamps
-        if len(t) > 1:
-            starts.append(float(t[0]))
-            ends.append(float(t[-1] + (t[-1] - t[0]) / (len(t) - 1)))
-    return max(starts), min(ends)

@@ -27,6 +27,7 @@ from .bundle import write_bundle
 from .datasets import DataError, LabelledData, LabelledRecording, WindowSampler, load_data
 from .flops import count_macs
 from .metrics import classification_metrics
+from .public_datasets import is_public_source
 from .registry import create_model, model_config_class
 
 
@@ -229,8 +230,14 @@ def evaluate(model: nn.Module, test_set: _EvalSet, manifest: Manifest) -> dict[s
 
 
 def _source(data: str) -> str:
-    """The data source as `load_data` takes it again: a name, or a folder's absolute path."""
-    return data if data in ("sim", "basicmotions") else str(Path(data).resolve())
+    """The data source as `load_data` takes it again: a name, `name:` + an absolute path
+    for a public data set, or a folder's absolute path."""
+    if data in ("sim", "basicmotions"):
+        return data
+    if is_public_source(data):
+        name, path = data.split(":", 1)
+        return f"{name}:{Path(path).expanduser().resolve()}"
+    return str(Path(data).resolve())
 
 
 def _write_reports(out: Path, metrics: dict[str, Any], labels: tuple[str, ...]) -> None:

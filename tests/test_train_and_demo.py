@@ -100,7 +100,7 @@ def _cli(*args):
         (("train", "--model", "mmtsaa"), "unknown model 'mmtsaa'; did you mean 'mmtsa'"),
         (("models", "mmtsx"), "unknown model 'mmtsx'; did you mean 'mmtsa'"),
         (("evaluate", "--models", "mmtsa,late_concatt"), "unknown model 'late_concatt'; did you mean 'late_concat'"),
-        (("train", "--data", "/no/such/place"), "'/no/such/place' is not 'sim', 'basicmotions' or a folder"),
+        (("train", "--data", "/no/such/place"), "'/no/such/place' is not 'sim', 'basicmotions', a public data set"),
         (("demo", "--model", "/no/such/bundle"), "'/no/such/bundle' is not a folder"),
         (("demo", "--seconds", "-3"), "'-3' must be > 0"),
         (("demo", "--colour", "red"), "unrecognized arguments: --colour"),

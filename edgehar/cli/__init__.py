@@ -147,7 +147,8 @@ def _parser() -> argparse.ArgumentParser:
 
     train = verbs.add_parser("train", help="train a model on simulated, recorded or BasicMotions data; writes a bundle")
     train.add_argument("--data", default="sim", metavar="SOURCE",
-                       help="'sim' (default; generated once), 'basicmotions', or a folder of recorded sessions")
+                       help="'sim' (default; generated once), 'basicmotions', a folder of recorded sessions, or a public "
+                            "data set: utd-mhad:PATH, mmact:PATH, mmact-session:PATH, egocentric:PATH (docs/datasets.md)")
     train.add_argument("--model", default="mmtsa", help="registered model name (see `edgehar models`)")
     train.add_argument("--modalities", type=_names, default=(), metavar="A,B",
                        help="train on these modalities only (default: all the data has)")
@@ -158,7 +159,8 @@ def _parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     evaluate = verbs.add_parser("evaluate", help="train every model fused and on each modality alone; write the ablation table")
-    evaluate.add_argument("--data", default="sim", metavar="SOURCE", help="'sim' (default), 'basicmotions', or a folder of sessions")
+    evaluate.add_argument("--data", default="sim", metavar="SOURCE",
+                          help="'sim' (default), 'basicmotions', a folder of sessions, or a public data set as for train")
     evaluate.add_argument("--models", type=_names, default=(), metavar="A,B",
                           help="registered model names (default: the papers' models and the baselines)")
     _add_recipe_args(evaluate)
