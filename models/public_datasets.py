@@ -153,12 +153,13 @@ MMACT_ACTIONS = (
     "walking", "waving_hand", "drinking", "pocket_in", "pocket_out", "sitting", "sitting_down", "standing_up",
     "talking_on_phone_desk", "using_pc", "using_phone_desk", "carrying_heavy", "carrying_light",
 )  # the 37 classes, in the MMTSA authors' class order
-# (folder of the distributed sensor clips, stream name, rate Hz, channel prefix)
+STANDARD_GRAVITY = 9.80665  # m/s^2 per g
+# (folder of the distributed sensor clips, stream name, rate Hz, channels, factor to our units)
 MMACT_SENSORS = (
-    ("acc_phone_clip", "phone_acc", 100.0, "acc"),
-    ("acc_watch_clip", "watch_acc", 100.0, "acc"),
-    ("gyro_clip", "gyro", 50.0, "gyro"),
-    ("orientation_clip", "orientation", 50.0, "orientation"),
+    ("acc_phone_clip", "phone_acc", 100.0, ("acc_x", "acc_y", "acc_z"), 1 / STANDARD_GRAVITY),  # m/s^2 -> g
+    ("acc_watch_clip", "watch_acc", 100.0, ("acc_x", "acc_y", "acc_z"), 1 / STANDARD_GRAVITY),  # m/s^2 -> g
+    ("gyro_clip", "gyro", 50.0, ("gyro_x", "gyro_y", "gyro_z"), 1.0),  # as recorded
+    ("orientation_clip", "orientation", 50.0, ("azimuth", "pitch", "roll"), 1.0),  # as recorded
 )
 MMACT_TEST_SUBJECTS = (17, 18, 19, 20)
 MMACT_VAL_SUBJECT = 16
@@ -173,34 +174,43 @@ def load_mmact(root: Path, frame_resize: int | None, by: str = "subject") -> Lab
         ROOT/Video_trimmed/subject<N>/cam<K>/scene<M>/session<S>/<action>.mp4
         ROOT/Sensor_trimmed/acc_phone_clip/subject<N>/scene<M>/session<S>/<action>.csv
                             acc_watch_clip/  gyro_clip/  orientation_clip/   (same tree)
-    The four sensor folders may also sit directly in ROOT, as their .tar.gz archives
-    unpack. A sensor CSV has no header: a timestamp, then x, y, z. Rates as the authors'
-    code uses them: phone and watch accelerometer 100 Hz, gyroscope and orientation
-    50 Hz; samples are placed at index / rate (the timestamp column's format could not be
-    checked here and is not read). Values are taken as recorded (Android sensor units:
-    m/s^2, rad/s, degrees for orientation -- from the sensors' API, not checked against
-    the files). In scene 3 `using_phone` and `talking_on_phone` are the separate classes
-    `using_phone_desk` and `talking_on_phone_desk` (the authors' code), giving 37.
+    The sensor folders are also found in ROOT/sensors/ (the MMAct challenge's example
+    script reads trimmed/sensors/) or directly in ROOT (as their .tar.gz archives unpack),
+    the videos also in ROOT/RGB/; ROOT may be the folder holding trimmed/. A sensor CSV
+    has no header: a time (`%Y%m%d_%H:%M:%S.%f`, Tokyo time, not always with the
+    fraction), then three values. Rates as the MMTSA code and the challenge's example
+    use them: phone and watch accelerometer 100 Hz, gyroscope 50 Hz, orientation 50 Hz
+    (the challenge's example estimates orientation's rate from its first and last time
+    instead). Samples are placed at index / rate; the time column is not read, its
+    second-only entries would misplace them. Accelerometers are recorded in m/s^2 (the
+    challenge's example divides by 9.8) and converted to g, the unit of the live IMUs;
+    gyroscope and orientation (azimuth, pitch, roll) are kept as recorded (Android's
+    rad/s and degrees, presumably: not checked against the files). In scene 3
+    `using_phone` and `talking_on_phone` are the separate classes `using_phone_desk`
+    and `talking_on_phone_desk` (the authors' code), giving 37; file names differ in
+    case between copies (`Carrying_light`), so names are lower-cased.
     Each camera view of a clip is one recording with the clip's sensor data, as the
     authors' split does. A clip missing a sensor file, or with an empty one, is left out
-    and counted on stderr. Without Video_trimmed/ the set is sensor-only.
+    and counted on stderr. Without a video folder the set is sensor-only.
 
     Splits: `by="subject"` (cross-subject, the authors' code: subjects 17-20 test) or
-    `by="session"` (cross-session: session 5 test). Validation holds out subject 16 /
-    session 4 from training, for the trainer's best-epoch choice. Window: 2 s, the
-    sensor window the MMTSA code images per segment.
+    `by="session"` (cross-session, the authors' code: session 5 test). Validation holds
+    out subject 16 / session 4 from training, for the trainer's best-epoch choice. Window:
+    2 s, the sensor window the MMTSA code images per segment.
     """
-    sensor_root = next((r for r in (root / "Sensor_trimmed", root) if (r / MMACT_SENSORS[0][0]).is_dir()), None)
+    if (root / "trimmed").is_dir():
+        root = root / "trimmed"
+    sensor_root = next((r for r in (root / "Sensor_trimmed", root / "sensors", root) if (r / MMACT_SENSORS[0][0]).is_dir()), None)
     if sensor_root is None:
-        raise DataError(f"mmact: no Sensor_trimmed/acc_phone_clip/ or acc_phone_clip/ folder under {str(root)!r} "
+        raise DataError(f"mmact: no Sensor_trimmed/acc_phone_clip/, sensors/acc_phone_clip/ or acc_phone_clip/ folder under {str(root)!r} "
                         "(expected the MMAct trimmed layout, e.g. Sensor_trimmed/acc_phone_clip/subject1/scene1/session1/walking.csv)")
     clips = sorted(p.relative_to(sensor_root / MMACT_SENSORS[0][0]).with_suffix("")
                    for p in (sensor_root / MMACT_SENSORS[0][0]).glob("subject*/scene*/session*/*.csv"))
     if not clips:
         raise DataError(f"mmact: no subject<N>/scene<M>/session<S>/<action>.csv files under {str(sensor_root / MMACT_SENSORS[0][0])!r}")
     videos: dict[Path, list[Path]] = {}
-    video_root = root / "Video_trimmed"
-    for v in sorted(video_root.glob("subject*/cam*/scene*/session*/*")) if video_root.is_dir() else []:
+    video_root = next((r for r in (root / "Video_trimmed", root / "RGB") if r.is_dir()), None)
+    for v in sorted(video_root.glob("subject*/cam*/scene*/session*/*")) if video_root else []:
         if v.suffix.lower() in VIDEO_SUFFIXES:
             subject, _cam, scene, session = v.relative_to(video_root).parts[:4]
             videos.setdefault(Path(subject, scene, session, v.stem), []).append(v)
@@ -209,11 +219,11 @@ def load_mmact(root: Path, frame_resize: int | None, by: str = "subject") -> Lab
         subject, scene, session, action = clip.parts
         label = _mmact_label(action, scene, clip)
         sensors = {}
-        for folder, stream, rate, prefix in MMACT_SENSORS:
+        for folder, stream, rate, channels, factor in MMACT_SENSORS:
             values = _numeric_csv(sensor_root / folder / clip.with_suffix(".csv"), usecols=(1, 2, 3))
             if values is None or len(values) < 2:
                 break
-            sensors[stream] = _sensor(values, rate, tuple(f"{prefix}_{a}" for a in XYZ))
+            sensors[stream] = _sensor(values * factor, rate, channels)
         views = videos.get(clip, []) if videos else [None]
         if len(sensors) < len(MMACT_SENSORS) or not views:
             dropped += 1
@@ -232,9 +242,9 @@ def load_mmact(root: Path, frame_resize: int | None, by: str = "subject") -> Lab
         raise DataError(f"mmact: no clip under {str(root)!r} has all four sensor files"
                         + (" and a video" if videos else ""))
     streams = ([StreamSpec("camera", "camera", fps)] if fps else []) + [
-        StreamSpec(stream, "sensor", rate, tuple(f"{prefix}_{a}" for a in XYZ)) for _, stream, rate, prefix in MMACT_SENSORS]
+        StreamSpec(stream, "sensor", rate, channels) for _, stream, rate, channels, _ in MMACT_SENSORS]
     modalities = ([ModalitySpec("rgb", "camera", "frames")] if fps else []) + [
-        ModalitySpec(stream, stream, "gaf", tuple(f"{prefix}_{a}" for a in XYZ)) for _, stream, _, prefix in MMACT_SENSORS]
+        ModalitySpec(stream, stream, "gaf", channels) for _, stream, _, channels, _ in MMACT_SENSORS]
     labels = tuple(a for a in MMACT_ACTIONS if any(r.labels[0][2] == a for r in recordings))
     return LabelledData(f"mmact-{by}", recordings, tuple(streams), tuple(modalities), labels, window_s=2.0)
 

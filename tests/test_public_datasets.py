@@ -155,8 +155,10 @@ def _mmact_clip(root: Path, subject: int, scene: int, session: int, action: str,
         if folder == empty:
             path.write_text("")
             continue
-        xyz = _signal(3 * rate, 3, subject)
-        path.write_text("".join(f"2018/08/23 14:47:{i / rate:06.3f},{x:.5f},{y:.5f},{z:.5f}\n" for i, (x, y, z) in enumerate(xyz)))
+        xyz = 9.80665 * _signal(3 * rate, 3, subject)
+        # the time as the files hold it, the fraction sometimes missing: the loader must not rely on it
+        times = [f"20180823_14:47:{i / rate:06.3f}" if i % 7 else f"20180823_14:47:{i // rate:02.0f}" for i in range(len(xyz))]
+        path.write_text("".join(f"{t},{x:.5f},{y:.5f},{z:.5f}\n" for t, (x, y, z) in zip(times, xyz)))
     for cam in views:
         _video(root / "Video_trimmed" / f"subject{subject}" / cam / f"scene{scene}" / f"session{session}" / f"{action}.mp4",
                3.0, 30.0, 40 + 10 * subject)
@@ -180,7 +182,9 @@ def test_mmact_streams_rates_labels_and_cross_subject_split(mmact, capsys):
     assert [(s.name, s.kind, s.rate_hz) for s in data.streams] == [
         ("camera", "camera", 30.0), ("phone_acc", "sensor", 100.0), ("watch_acc", "sensor", 100.0),
         ("gyro", "sensor", 50.0), ("orientation", "sensor", 50.0)]
+    assert data.streams[1].channels == ("acc_x", "acc_y", "acc_z")
     assert data.streams[3].channels == ("gyro_x", "gyro_y", "gyro_z")
+    assert data.streams[4].channels == ("azimuth", "pitch", "roll")
     assert [m.name for m in data.modalities] == ["rgb", "phone_acc", "watch_acc", "gyro", "orientation"]
     assert data.labels == ("using_phone", "walking", "using_phone_desk", "carrying_light")  # MMAct's class order
     got = sorted((r.subject, r.labels[0][2], r.split) for r in data.recordings)
@@ -193,6 +197,9 @@ def test_mmact_streams_rates_labels_and_cross_subject_split(mmact, capsys):
     ]
     rec = next(r for r in data.recordings if r.subject == "subject17")
     assert rec.series["phone_acc"].values.shape == (300, 3) and rec.series["gyro"].values.shape == (150, 3)
+    # accelerometers in g (the files hold m/s^2), the other sensors as recorded
+    assert np.allclose(rec.series["phone_acc"].values, _signal(300, 3, 17), atol=1e-4)
+    assert np.allclose(rec.series["gyro"].values, 9.80665 * _signal(150, 3, 17), atol=1e-4)
     assert np.allclose(np.diff(rec.series["gyro"].timestamps), 1 / 50)
     assert rec.labels[0][1] == pytest.approx(3.0)
 
@@ -208,14 +215,18 @@ def test_mmact_cross_session_split(mmact):
     ]
 
 
-def test_mmact_sensor_archives_unpacked_in_place_and_no_video(mmact):
-    """The sensor .tar.gz archives unpack to acc_phone_clip/ ... in ROOT itself."""
+@pytest.mark.parametrize("sensors", ["acc_phone_clip", "trimmed/sensors/acc_phone_clip"])
+def test_mmact_other_sensor_folders_and_no_video(tmp_path, mmact, sensors):
+    """The sensor .tar.gz archives unpack to acc_phone_clip/ ... in ROOT itself; the MMAct
+    challenge's example reads trimmed/sensors/acc_phone_clip/ ..."""
     import shutil
 
+    root = tmp_path / "copy"
     for folder in MMACT_SENSOR_FOLDERS:
-        shutil.move(str(mmact / "Sensor_trimmed" / folder), str(mmact / folder))
-    shutil.rmtree(mmact / "Video_trimmed")
-    data = load_data(f"mmact:{mmact}")
+        target = root / Path(sensors).parent / folder
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(mmact / "Sensor_trimmed" / folder, target)
+    data = load_data(f"mmact:{root}")
     assert "camera" not in [s.name for s in data.streams]
     assert len(data.recordings) == 5  # one per clip, no views; the empty-gyro clip still out
 
@@ -266,7 +277,7 @@ def test_egocentric_csv_with_a_header_row_reads_the_same(egocentric):
 
 @pytest.mark.parametrize("name, expect", [
     ("utd-mhad", "utd-mhad: no RGB/a<action>_s<subject>_t<trial>_color.avi or Inertial/"),
-    ("mmact", "mmact: no Sensor_trimmed/acc_phone_clip/ or acc_phone_clip/ folder under"),
+    ("mmact", "mmact: no Sensor_trimmed/acc_phone_clip/, sensors/acc_phone_clip/ or acc_phone_clip/ folder under"),
     ("egocentric", "egocentric: no act<NN>*.csv sensor files under"),
 ])
 def test_a_folder_in_another_layout_is_one_line_naming_what_is_missing(tmp_path, name, expect):
