@@ -26,6 +26,7 @@ import hashlib
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -372,14 +373,17 @@ def clip_frames(path: Path, short_side: int | None) -> tuple[FrameSeries, float]
 
 
 def _numeric_csv(path: Path, usecols: tuple[int, ...]) -> np.ndarray | None:
-    """The given columns as float32 rows; rows that are not all numbers (a header) are
-    dropped. None if the file is missing, empty or has fewer columns."""
+    """The given columns as float32 rows; rows that are not all numbers (a header) or
+    lack a column are dropped, so a file with fewer columns reads as no rows. None if
+    the file is missing or empty."""
     if not path.is_file() or path.stat().st_size == 0:
         return None
-    try:
-        values = np.genfromtxt(path, delimiter=",", usecols=usecols, dtype=np.float32, ndmin=2, invalid_raise=False)
-    except ValueError:  # fewer columns than usecols
-        return None
+    with warnings.catch_warnings():  # genfromtxt's per-row ConversionWarning: the caller counts what it leaves out
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            values = np.genfromtxt(path, delimiter=",", usecols=usecols, dtype=np.float32, ndmin=2, invalid_raise=False)
+        except ValueError:
+            return None
     return values[np.isfinite(values).all(axis=1)]
 
 

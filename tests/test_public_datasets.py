@@ -273,6 +273,13 @@ def test_egocentric_csv_with_a_header_row_reads_the_same(egocentric):
     assert rec.series["glass"].values.shape == (60, 19)
 
 
+def test_egocentric_sequence_with_too_few_columns_is_left_out_and_counted(egocentric, capsys):
+    np.savetxt(egocentric / "sensor" / "act01seq02.csv", _signal(60, 18, 1), delimiter=",", fmt="%.5f")
+    data = load_data(f"egocentric:{egocentric}", frame_resize=16)
+    assert "left out 2 sequences" in capsys.readouterr().err  # act01seq02 and the one without video
+    assert "act01seq02" not in {r.subject for r in data.recordings}
+
+
 # --- what does not fit --------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, expect", [
