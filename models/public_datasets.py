@@ -69,7 +69,7 @@ UTD_MHAD_ACTIONS = (
 )  # actions a1 ... a27, in the data set's order
 UTD_MHAD_RATE_HZ = 50.0
 UTD_MHAD_VAL_SUBJECT = 7
-_UTD_NAME = re.compile(r"a(\d+)_s(\d+)_t(\d+)_(color|inertial)\.(avi|mat)$")
+_UTD_NAME = re.compile(r"a(\d+)_s(\d+)_t(\d+)_(color|inertial)\.(avi|mat)")
 
 
 def load_utd_mhad(root: Path, frame_resize: int | None) -> LabelledData:
@@ -83,7 +83,7 @@ def load_utd_mhad(root: Path, frame_resize: int | None) -> LabelledData:
     Depth/ and Skeleton/ may sit beside them and are not read. The wearable sensor is on
     the right wrist for a1-a21 and the right thigh for a22-a27 (the page); it is one
     stream, `imu`, either way. Either folder alone gives a one-modality data set; with
-    both, a clip that lacks one file (the distributed set misses a few) is left out and
+    both, a clip that lacks one of its files (a copy may miss a few) is left out and
     counted on stderr. Video and inertial start together (the set is synchronised); each
     clip's recording ends where the shorter stream ends.
 
@@ -91,8 +91,9 @@ def load_utd_mhad(root: Path, frame_resize: int | None) -> LabelledData:
     and trains on the odd ones. The trainer keeps its best epoch by validation accuracy,
     which needs subjects it never trains on, so subject 7 is held out for validation and
     1, 3, 5 train: the test set is the standard one, the training set a subject smaller.
-    Window: 1.5 s, shorter than nearly every clip (clips run ~1.5-4 s; a clip shorter
-    than the window cannot be evaluated and is counted on stderr); --window changes it.
+    Window: 1.5 s, for clips of a few seconds. The real clips' lengths could not be
+    checked here: a clip shorter than the window cannot be evaluated, the trainer counts
+    such clips on stderr, and --window sets a shorter one.
     """
     found: dict[str, dict[tuple[int, int, int], Path]] = {"color": {}, "inertial": {}}
     for folder, kind in (("RGB", "color"), ("Inertial", "inertial")):
@@ -110,13 +111,13 @@ def load_utd_mhad(root: Path, frame_resize: int | None) -> LabelledData:
     if bad:
         raise DataError(f"utd-mhad: action a{bad[0]} is not one of a1 ... a{len(UTD_MHAD_ACTIONS)}")
     recordings, fps = [], None
-    for action, subject, _trial in keys:
+    for action, subject, trial in keys:
         series: dict[str, SensorSeries | FrameSeries] = {}
         if found["color"]:
-            series["camera"], clip_fps = clip_frames(found["color"][(action, subject, _trial)], frame_resize)
+            series["camera"], clip_fps = clip_frames(found["color"][(action, subject, trial)], frame_resize)
             fps = fps or clip_fps
         if found["inertial"]:
-            series["imu"] = _utd_inertial(found["inertial"][(action, subject, _trial)])
+            series["imu"] = _utd_inertial(found["inertial"][(action, subject, trial)])
         split = "test" if subject % 2 == 0 else "val" if subject == UTD_MHAD_VAL_SUBJECT else "train"
         recordings.append(_whole_clip(series, UTD_MHAD_ACTIONS[action - 1], f"s{subject}", split))
     streams = ([StreamSpec("camera", "camera", fps)] if fps else []) + (
@@ -205,23 +206,26 @@ def load_mmact(root: Path, frame_resize: int | None, by: str = "subject") -> Lab
     if sensor_root is None:
         raise DataError(f"mmact: no Sensor_trimmed/acc_phone_clip/, sensors/acc_phone_clip/ or acc_phone_clip/ folder under {str(root)!r} "
                         "(expected the MMAct trimmed layout, e.g. Sensor_trimmed/acc_phone_clip/subject1/scene1/session1/walking.csv)")
-    clips = sorted(p.relative_to(sensor_root / MMACT_SENSORS[0][0]).with_suffix("")
-                   for p in (sensor_root / MMACT_SENSORS[0][0]).glob("subject*/scene*/session*/*.csv"))
+    # clip key "subject1/scene1/session1/walking" -> file, per sensor folder; lower-cased
+    # because a clip's file name may differ in case between folders (`Carrying_light`)
+    files = {folder: _sensor_clips(sensor_root / folder) for folder, *_ in MMACT_SENSORS}
+    clips = sorted(files[MMACT_SENSORS[0][0]])
     if not clips:
         raise DataError(f"mmact: no subject<N>/scene<M>/session<S>/<action>.csv files under {str(sensor_root / MMACT_SENSORS[0][0])!r}")
-    videos: dict[Path, list[Path]] = {}
+    videos: dict[str, list[Path]] = {}
     video_root = next((r for r in (root / "Video_trimmed", root / "RGB") if r.is_dir()), None)
     for v in sorted(video_root.glob("subject*/cam*/scene*/session*/*")) if video_root else []:
         if v.suffix.lower() in VIDEO_SUFFIXES:
             subject, _cam, scene, session = v.relative_to(video_root).parts[:4]
-            videos.setdefault(Path(subject, scene, session, v.stem), []).append(v)
+            videos.setdefault(f"{subject}/{scene}/{session}/{v.stem}".lower(), []).append(v)
+    test, val = (MMACT_TEST_SUBJECTS, MMACT_VAL_SUBJECT) if by == "subject" else ((MMACT_TEST_SESSION,), MMACT_VAL_SESSION)
     recordings, fps, dropped = [], None, 0
     for clip in clips:
-        subject, scene, session, action = clip.parts
-        label = _mmact_label(action, scene, clip)
+        subject, scene, session, action = clip.split("/")
+        label = _mmact_label(action, scene, files[MMACT_SENSORS[0][0]][clip])
         sensors = {}
         for folder, stream, rate, channels, factor in MMACT_SENSORS:
-            values = _numeric_csv(sensor_root / folder / clip.with_suffix(".csv"), usecols=(1, 2, 3))
+            values = _numeric_csv(files[folder][clip], usecols=(1, 2, 3)) if clip in files[folder] else None
             if values is None or len(values) < 2:
                 break
             sensors[stream] = _sensor(values * factor, rate, channels)
@@ -229,9 +233,8 @@ def load_mmact(root: Path, frame_resize: int | None, by: str = "subject") -> Lab
         if len(sensors) < len(MMACT_SENSORS) or not views:
             dropped += 1
             continue
-        number = {"subject": _number(subject), "session": _number(session)}[by]
-        test, val = (MMACT_TEST_SUBJECTS, (MMACT_VAL_SUBJECT,)) if by == "subject" else ((MMACT_TEST_SESSION,), (MMACT_VAL_SESSION,))
-        split = "test" if number in test else "val" if number in val else "train"
+        number = _number(subject if by == "subject" else session)
+        split = "test" if number in test else "val" if number == val else "train"
         for view in views:
             series: dict[str, SensorSeries | FrameSeries] = dict(sensors)
             if view is not None:
@@ -250,13 +253,21 @@ def load_mmact(root: Path, frame_resize: int | None, by: str = "subject") -> Lab
     return LabelledData(f"mmact-{by}", recordings, tuple(streams), tuple(modalities), labels, window_s=2.0)
 
 
-def _mmact_label(action: str, scene: str, clip: Path) -> str:
-    name = action.lower()
+def _mmact_label(action: str, scene: str, path: Path) -> str:
+    """The class of a clip named `action` (lower-cased) in `scene`."""
+    name = action
     if scene == "scene3" and name in ("using_phone", "talking_on_phone"):
         name += "_desk"
     if name not in MMACT_ACTIONS:
-        raise DataError(f"mmact: {str(clip)!r} names action {action!r}, not one of the 37 MMAct classes")
+        raise DataError(f"mmact: {str(path)!r} names action {path.stem!r}, not one of the 37 MMAct classes")
     return name
+
+
+def _sensor_clips(folder: Path) -> dict[str, Path]:
+    """subject<N>/scene<M>/session<S>/<action>.csv under `folder`, by lower-cased
+    "subject<N>/scene<M>/session<S>/<action>"."""
+    return {p.relative_to(folder).with_suffix("").as_posix().lower(): p
+            for p in sorted(folder.glob("subject*/scene*/session*/*.csv"))}
 
 
 # --- Multimodal Egocentric Activity ---------------------------------------------------------

@@ -150,7 +150,8 @@ def _mmact_clip(root: Path, subject: int, scene: int, session: int, action: str,
     loader must not depend on its format) and a 3 s 30 fps video per camera view."""
     rel = Path(f"subject{subject}", f"scene{scene}", f"session{session}")
     for folder, rate in MMACT_SENSOR_FOLDERS.items():
-        path = root / "Sensor_trimmed" / folder / rel / f"{action}.csv"
+        # a clip's name may differ in case between the sensor folders
+        path = root / "Sensor_trimmed" / folder / rel / f"{action.lower() if folder == 'gyro_clip' else action}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         if folder == empty:
             path.write_text("")
@@ -213,6 +214,12 @@ def test_mmact_cross_session_split(mmact):
         ("subject17", "test"),  # session 5
         ("subject20", "train"),  # session 3
     ]
+
+
+def test_mmact_action_outside_the_37_classes_is_named(mmact):
+    _mmact_clip(mmact, 2, 1, 1, "Dancing", views=())
+    with pytest.raises(DataError, match=r"Dancing.csv' names action 'Dancing', not one of the 37 MMAct classes"):
+        load_data(f"mmact:{mmact}")
 
 
 @pytest.mark.parametrize("sensors", ["acc_phone_clip", "trimmed/sensors/acc_phone_clip"])
