@@ -42,7 +42,7 @@ def load_data(source: str, frame_resize: int | None = None, progress: bool = Tru
     if source == "basicmotions":
         return load_basic_motions()
     if is_public_source(source):
-        return load_public(source, frame_resize)
+        return load_public(source, frame_resize, progress)
     path = Path(source)
     if not path.is_dir():
         public = ", ".join(f"{name}:PATH" for name in PUBLIC_SOURCES)

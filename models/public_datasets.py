@@ -27,11 +27,12 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from ..contract.manifest import ModalitySpec, StreamSpec
 from ..contract.series import FrameSeries, SensorSeries
@@ -50,13 +51,14 @@ def is_public_source(source: str) -> bool:
     return source.split(":", 1)[0] in PUBLIC_SOURCES and ":" in source
 
 
-def load_public(source: str, frame_resize: int | None) -> LabelledData:
-    """`name:PATH` -> that data set's LabelledData (see PUBLIC_SOURCES)."""
+def load_public(source: str, frame_resize: int | None, progress: bool = True) -> LabelledData:
+    """`name:PATH` -> that data set's LabelledData (see PUBLIC_SOURCES); `progress` shows
+    a bar over the clips (the first load decodes every video)."""
     name, path = source.split(":", 1)
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"{name}: {str(root)!r} is not a folder (expected the unpacked {name} data set)")
-    return PUBLIC_SOURCES[name](root, frame_resize)
+    return PUBLIC_SOURCES[name](root, frame_resize, progress)
 
 
 # --- UTD-MHAD -------------------------------------------------------------------------
@@ -72,7 +74,7 @@ UTD_MHAD_VAL_SUBJECT = 7
 _UTD_NAME = re.compile(r"a(\d+)_s(\d+)_t(\d+)_(color|inertial)\.(avi|mat)")
 
 
-def load_utd_mhad(root: Path, frame_resize: int | None) -> LabelledData:
+def load_utd_mhad(root: Path, frame_resize: int | None, progress: bool = False) -> LabelledData:
     """UTD-MHAD (Chen, Jafari, Kehtarnavaz 2015; https://www.utdallas.edu/~kehtar/UTD-MHAD.html).
 
     Layout, as the page's RGB.zip and Inertial.zip unpack (one file per action a1-a27,
@@ -111,7 +113,7 @@ def load_utd_mhad(root: Path, frame_resize: int | None) -> LabelledData:
     if bad:
         raise DataError(f"utd-mhad: action a{bad[0]} is not one of a1 ... a{len(UTD_MHAD_ACTIONS)}")
     recordings, fps = [], None
-    for action, subject, trial in keys:
+    for action, subject, trial in _bar(keys, "utd-mhad", progress):
         series: dict[str, SensorSeries | FrameSeries] = {}
         if found["color"]:
             series["camera"], clip_fps = clip_frames(found["color"][(action, subject, trial)], frame_resize)
@@ -168,7 +170,7 @@ MMACT_VAL_SUBJECT = 16
 MMACT_TEST_SESSION, MMACT_VAL_SESSION = 5, 4
 
 
-def load_mmact(root: Path, frame_resize: int | None, by: str = "subject") -> LabelledData:
+def load_mmact(root: Path, frame_resize: int | None, progress: bool = False, by: str = "subject") -> LabelledData:
     """MMAct, trimmed clips (Kong et al., ICCV 2019; https://mmact19.github.io/2019/).
 
     Layout, as the MMTSA authors' preprocessing reads it (github.com/thuhci/MMTSA,
@@ -220,7 +222,7 @@ def load_mmact(root: Path, frame_resize: int | None, by: str = "subject") -> Lab
             videos.setdefault(f"{subject}/{scene}/{session}/{v.stem}".lower(), []).append(v)
     test, val = (MMACT_TEST_SUBJECTS, MMACT_VAL_SUBJECT) if by == "subject" else ((MMACT_TEST_SESSION,), MMACT_VAL_SESSION)
     recordings, fps, dropped = [], None, 0
-    for clip in clips:
+    for clip in _bar(clips, "mmact", progress):
         subject, scene, session, action = clip.split("/")
         label = _mmact_label(action, scene, files[MMACT_SENSORS[0][0]][clip])
         sensors = {}
@@ -291,7 +293,7 @@ EGOCENTRIC_CHANNELS = tuple(c for _, chans in EGOCENTRIC_SENSORS for c in chans)
 _EGO_NAME = re.compile(r"act(\d\d).*")
 
 
-def load_egocentric(root: Path, frame_resize: int | None) -> LabelledData:
+def load_egocentric(root: Path, frame_resize: int | None, progress: bool = False) -> LabelledData:
     """Multimodal Egocentric Activity (Song et al., ICASSP 2016, arXiv:1601.06603):
     Google Glass video + the glass's sensors, 20 activities, 15 s sequences.
 
@@ -319,7 +321,7 @@ def load_egocentric(root: Path, frame_resize: int | None) -> LabelledData:
     videos = {p.stem: p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and _EGO_NAME.fullmatch(p.stem)}
     per_activity: dict[int, int] = {}
     recordings, fps, dropped = [], None, 0
-    for path in csvs:
+    for path in _bar(csvs, "egocentric", progress):
         act = int(_EGO_NAME.fullmatch(path.stem)[1])
         if not 1 <= act <= len(EGOCENTRIC_ACTIVITIES):
             raise DataError(f"egocentric: {str(path)!r} names activity act{act:02d}, not one of act01 ... act20")
@@ -348,10 +350,11 @@ def load_egocentric(root: Path, frame_resize: int | None) -> LabelledData:
 
 # --- shared ------------------------------------------------------------------------------
 
-PUBLIC_SOURCES: dict[str, Callable[[Path, int | None], LabelledData]] = {
+# name -> loader(root, frame_resize, progress)
+PUBLIC_SOURCES: dict[str, Callable[[Path, int | None, bool], LabelledData]] = {
     "utd-mhad": load_utd_mhad,
     "mmact": load_mmact,
-    "mmact-session": lambda root, frame_resize: load_mmact(root, frame_resize, by="session"),
+    "mmact-session": lambda root, frame_resize, progress: load_mmact(root, frame_resize, progress, by="session"),
     "egocentric": load_egocentric,
 }
 
@@ -407,6 +410,10 @@ def _whole_clip(series: dict[str, SensorSeries | FrameSeries], label: str, subje
     rec = LabelledRecording(series, [], subject, split)
     rec.labels.append((0.0, recording_span(rec)[1], label))
     return rec
+
+
+def _bar(items: list, name: str, progress: bool) -> Iterable:
+    return tqdm(items, desc=f"load {name}", unit="clip", disable=not progress, leave=False)
 
 
 def _number(part: str) -> int:
