@@ -77,15 +77,17 @@ _UTD_NAME = re.compile(r"a(\d+)_s(\d+)_t(\d+)_(color|inertial)\.(avi|mat)")
 def load_utd_mhad(root: Path, frame_resize: int | None, progress: bool = False) -> LabelledData:
     """UTD-MHAD (Chen, Jafari, Kehtarnavaz 2015; https://www.utdallas.edu/~kehtar/UTD-MHAD.html).
 
-    Layout, as the page's RGB.zip and Inertial.zip unpack (one file per action a1-a27,
-    subject s1-s8, trial t1-t4):
+    Layout, as the page's archives unpack (one file per action a1-a27, subject s1-s8,
+    trial t1-t4; 861 of the 864 exist, as public loaders of the set count them):
         ROOT/RGB/a1_s1_t1_color.avi            Kinect colour video, 640x480, ~30 fps
         ROOT/Inertial/a1_s1_t1_inertial.mat    MATLAB v5, variable d_iner: (T, 6) at 50 Hz,
                                                acc x/y/z in g, gyro x/y/z in deg/s
-    Depth/ and Skeleton/ may sit beside them and are not read. The wearable sensor is on
+    The RGB videos also come split over RGB-part1.zip, RGB-part2.zip ...: every folder
+    whose name starts with RGB (or Inertial) is searched, at any depth, so the parts can
+    stay as they unpack. Depth/ and Skeleton/ may sit beside them and are not read. The wearable sensor is on
     the right wrist for a1-a21 and the right thigh for a22-a27 (the page); it is one
     stream, `imu`, either way. Either folder alone gives a one-modality data set; with
-    both, a clip that lacks one of its files (a copy may miss a few) is left out and
+    both, a clip that lacks one of its files is left out and
     counted on stderr. Video and inertial start together (the set is synchronised); each
     clip's recording ends where the shorter stream ends.
 
@@ -99,7 +101,7 @@ def load_utd_mhad(root: Path, frame_resize: int | None, progress: bool = False) 
     """
     found: dict[str, dict[tuple[int, int, int], Path]] = {"color": {}, "inertial": {}}
     for folder, kind in (("RGB", "color"), ("Inertial", "inertial")):
-        for p in sorted((root / folder).glob(f"a*_s*_t*_{kind}.*")):
+        for p in sorted(root.glob(f"{folder}*/**/a*_s*_t*_{kind}.*")):  # RGB/, RGB-part1/, ...
             m = _UTD_NAME.fullmatch(p.name)
             if m:
                 found[kind][(int(m[1]), int(m[2]), int(m[3]))] = p
@@ -290,52 +292,55 @@ EGOCENTRIC_SENSORS = (
     ("rotation", ("rotation_x", "rotation_y", "rotation_z", "rotation_w")),  # unit quaternion part
 )
 EGOCENTRIC_CHANNELS = tuple(c for _, chans in EGOCENTRIC_SENSORS for c in chans)
-_EGO_NAME = re.compile(r"act(\d\d).*")
+_EGO_ACT, _EGO_SEQ = re.compile(r"act(\d+)"), re.compile(r"seq_?(\d+)")
 
 
 def load_egocentric(root: Path, frame_resize: int | None, progress: bool = False) -> LabelledData:
     """Multimodal Egocentric Activity (Song et al., ICASSP 2016, arXiv:1601.06603):
     Google Glass video + the glass's sensors, 20 activities, 15 s sequences.
 
-    Layout. What could be checked (public loaders of the set, e.g. by the DataEgo authors):
-    each sequence's sensor file is a header-less CSV whose name starts with its activity,
-    `act01` ... `act20`, holding 19 columns at 10 Hz (the MMTSA code's rate for it):
-    accelerometer, gravity, gyroscope, linear acceleration, magnetic field (x, y, z each)
-    and rotation vector (x, y, z, w), in Android's units. What could not (the archive was
-    not reachable from here): where the videos sit. The loader takes every `act<NN>*.csv`
-    anywhere under ROOT and pairs it with the video file of the same name (.mp4, .avi,
-    .mov or .mkv) anywhere under ROOT; a sequence without its video is left out and
-    counted on stderr, and with no video at all the set is sensor-only.
+    Layout. What could be checked (public code that reads the set, e.g. by the DataEgo
+    authors): the sensor files are header-less CSVs named by activity and sequence,
+    `sensor/act03seq08.csv`, 150 rows (15 s at 10 Hz, the MMTSA code's rate for the set)
+    of 19 columns: accelerometer, gravity, gyroscope, linear acceleration, magnetic
+    field (x, y, z each) and rotation vector (x, y, z, w), in Android's units, kept as
+    recorded. What could not (the archive was not reachable from here): where and under
+    what names the videos sit. The loader takes every `act<NN>seq<MM>.csv` anywhere
+    under ROOT and pairs it with the video (.mp4, .avi, .mov or .mkv) anywhere under
+    ROOT whose path names the same activity and sequence: `act03seq08.mp4`,
+    `act03/seq08.avi`, `act03/seq_08.mp4` all pair with `act03seq08.csv`. A sequence
+    without its video is left out and counted on stderr; with no video at all the set is
+    sensor-only.
 
     Split. The paper's protocol is leave-one-subject-out, but no subject identity could
     be found in the distributed names, so this loader cannot reproduce it: it splits by
-    sequence instead, per activity in name order, every fifth sequence (5th, 10th, ...)
-    to test and the one before it to validation (6 / 2 / 2 of the 10 per activity).
+    sequence instead, per activity in sequence order, every fifth sequence (5th, 10th,
+    ...) to test and the one before it to validation (6 / 2 / 2 of every 10).
     Each sequence is its own `subject` unit, so no sequence is in two splits. Window: 5 s
     of the 15 s sequence.
     """
-    csvs = sorted((p for p in root.rglob("act*.csv") if _EGO_NAME.fullmatch(p.stem)), key=lambda p: p.stem)
+    csvs = sorted((key, p) for p in root.rglob("act*.csv") if (key := _ego_key(p.stem)))
     if not csvs:
-        raise DataError(f"egocentric: no act<NN>*.csv sensor files under {str(root)!r} "
-                        "(expected the Multimodal Egocentric Activity set: act01 ... act20 sequences)")
-    videos = {p.stem: p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and _EGO_NAME.fullmatch(p.stem)}
+        raise DataError(f"egocentric: no act<NN>seq<MM>.csv sensor files under {str(root)!r} "
+                        "(expected the Multimodal Egocentric Activity set: sensor/act01seq01.csv ...)")
+    videos = {key: p for p in sorted(root.rglob("*"))
+              if p.suffix.lower() in VIDEO_SUFFIXES and (key := _ego_key(p.relative_to(root).with_suffix("").as_posix()))}
     per_activity: dict[int, int] = {}
     recordings, fps, dropped = [], None, 0
-    for path in _bar(csvs, "egocentric", progress):
-        act = int(_EGO_NAME.fullmatch(path.stem)[1])
+    for (act, seq), path in _bar(csvs, "egocentric", progress):
         if not 1 <= act <= len(EGOCENTRIC_ACTIVITIES):
             raise DataError(f"egocentric: {str(path)!r} names activity act{act:02d}, not one of act01 ... act20")
         values = _numeric_csv(path, usecols=tuple(range(len(EGOCENTRIC_CHANNELS))))
-        if values is None or len(values) < 2 or (videos and path.stem not in videos):
+        if values is None or len(values) < 2 or (videos and (act, seq) not in videos):
             dropped += 1
             continue
         series: dict[str, SensorSeries | FrameSeries] = {"glass": _sensor(values, EGOCENTRIC_RATE_HZ, EGOCENTRIC_CHANNELS)}
         if videos:
-            series["camera"], clip_fps = clip_frames(videos[path.stem], frame_resize)
+            series["camera"], clip_fps = clip_frames(videos[act, seq], frame_resize)
             fps = fps or clip_fps
         i = per_activity[act] = per_activity.get(act, 0) + 1
         split = "test" if i % 5 == 0 else "val" if i % 5 == 4 else "train"
-        recordings.append(_whole_clip(series, EGOCENTRIC_ACTIVITIES[act - 1], path.stem, split))
+        recordings.append(_whole_clip(series, EGOCENTRIC_ACTIVITIES[act - 1], f"act{act:02d}seq{seq:02d}", split))
     _note_dropped("egocentric", dropped, f"sequences without {len(EGOCENTRIC_CHANNELS)} readable sensor columns or a video")
     if not recordings:
         raise DataError(f"egocentric: no sequence under {str(root)!r} has a readable sensor file"
@@ -414,6 +419,12 @@ def _whole_clip(series: dict[str, SensorSeries | FrameSeries], label: str, subje
 
 def _bar(items: list, name: str, progress: bool) -> Iterable:
     return tqdm(items, desc=f"load {name}", unit="clip", disable=not progress, leave=False)
+
+
+def _ego_key(name: str) -> tuple[int, int] | None:
+    """(activity, sequence) named in a path: "act03seq08", "act03/seq_08" -> (3, 8)."""
+    act, seq = _EGO_ACT.findall(name), _EGO_SEQ.findall(name)
+    return (int(act[-1]), int(seq[-1])) if act and seq else None
 
 
 def _number(part: str) -> int:

@@ -54,13 +54,14 @@ def _signal(rows: int, cols: int, seed: int) -> np.ndarray:
 
 def _utd_mhad(root: Path) -> Path:
     """Actions a1, a2 by subjects 1-8, one trial each (2.2 s of inertial, 2 s of 30 fps
-    video), plus a1_s1_t2 with no video (the real set misses a few files too)."""
+    video), plus a1_s1_t2 with no video (the real set lacks 3 of its 864 clips)."""
     from scipy.io import savemat
 
     for action in (1, 2):
         for subject in range(1, 9):
             stem = f"a{action}_s{subject}_t1"
-            _video(root / "RGB" / f"{stem}_color.avi", 2.0, 30.0, 60 * action)
+            # the RGB videos are distributed in parts (RGB-part1.zip ...), unpacked as they come
+            _video(root / f"RGB-part{action}" / f"{stem}_color.avi", 2.0, 30.0, 60 * action)
             (root / "Inertial").mkdir(parents=True, exist_ok=True)
             savemat(str(root / "Inertial" / f"{stem}_inertial.mat"), {"d_iner": _signal(110, 6, action)})
     savemat(str(root / "Inertial" / "a1_s1_t2_inertial.mat"), {"d_iner": _signal(110, 6, 1)})
@@ -109,7 +110,8 @@ def test_utd_mhad_frames_are_decoded_once_and_memory_mapped(utd_mhad, tmp_path):
 def test_utd_mhad_inertial_alone_is_a_sensor_only_data_set(utd_mhad):
     import shutil
 
-    shutil.rmtree(utd_mhad / "RGB")
+    shutil.rmtree(utd_mhad / "RGB-part1")
+    shutil.rmtree(utd_mhad / "RGB-part2")
     data = load_data(f"utd-mhad:{utd_mhad}")
     assert [s.name for s in data.streams] == ["imu"] and [m.name for m in data.modalities] == ["acc", "gyro"]
     assert len(data.recordings) == 17  # a1_s1_t2 now counts: nothing to pair it with
@@ -242,8 +244,9 @@ def test_mmact_other_sensor_folders_and_no_video(tmp_path, mmact, sensors):
 
 @pytest.fixture
 def egocentric(tmp_path):
-    """act01 and act17, five 6 s sequences each: 19-column CSVs at 10 Hz in sensor/,
-    videos of the same names in video/; act17seq05 has no video."""
+    """act01 and act17, five 6 s sequences each: 19-column CSVs at 10 Hz named as the set
+    names them (sensor/act01seq01.csv); videos under two naming schemes, act01's as
+    video/act01seq01.avi, act17's as video/act17/seq_01.avi; act17seq05 has no video."""
     root = tmp_path / "multimodal_egocentric"
     (root / "sensor").mkdir(parents=True)
     for act in (1, 17):
@@ -251,8 +254,9 @@ def egocentric(tmp_path):
             stem = f"act{act:02d}seq{seq:02d}"
             values = _signal(60, len(EGOCENTRIC_CHANNELS), act)
             np.savetxt(root / "sensor" / f"{stem}.csv", values, delimiter=",", fmt="%.5f")
+            video = root / "video" / (f"{stem}.avi" if act == 1 else f"act{act}/seq_{seq:02d}.avi")
             if stem != "act17seq05":
-                _video(root / "video" / f"{stem}.avi", 6.0, 10.0, 8 * act)
+                _video(video, 6.0, 10.0, 8 * act)
     return root
 
 
@@ -292,7 +296,7 @@ def test_egocentric_sequence_with_too_few_columns_is_left_out_and_counted(egocen
 @pytest.mark.parametrize("name, expect", [
     ("utd-mhad", "utd-mhad: no RGB/a<action>_s<subject>_t<trial>_color.avi or Inertial/"),
     ("mmact", "mmact: no Sensor_trimmed/acc_phone_clip/, sensors/acc_phone_clip/ or acc_phone_clip/ folder under"),
-    ("egocentric", "egocentric: no act<NN>*.csv sensor files under"),
+    ("egocentric", "egocentric: no act<NN>seq<MM>.csv sensor files under"),
 ])
 def test_a_folder_in_another_layout_is_one_line_naming_what_is_missing(tmp_path, name, expect):
     (tmp_path / "wrong" / "stuff").mkdir(parents=True)
