@@ -23,7 +23,7 @@ from ..contract.preprocess.inputs import ModelInputs
 from .display import (TRACE_SECONDS, TerminalView, Trace, VideoView, ViewError, ViewState, WindowView,
                       frames_thumbnail, gaf_thumbnail, open_window, render_view, series_thumbnail)
 from .ringbuffer import FrameRing, SensorRing
-from .webview import WebView, page_state
+from .webview import WebView
 
 
 class Prediction(Protocol):
@@ -114,7 +114,8 @@ class LiveView:
         self.frame_period = 1.0 / video_fps
         self._keys = key_source
         self._last: Prediction | None = None  # what the view shows (frozen while paused)
-        self._frozen: np.ndarray | None = None
+        self._frozen: np.ndarray | None = None  # the window's / video's image while paused
+        self._paused_shown = False  # the view has been brought up to date since p was pressed
         self._made = 0.0  # wall time the shown prediction was made (the page's lag is measured from it)
         self._fresh = False  # a prediction the page has not been sent yet
         self._thumbs_of: Prediction | None = None  # the prediction state.thumbnails were drawn from
@@ -150,11 +151,13 @@ class LiveView:
         if not (slot or (self._fresh and watched)):
             return self._key(self.web.key() if self.web is not None else "")
         self._fresh = False
-        if self.state.paused and self._frozen is not None:
-            image = self._frozen
-        else:
+        frozen = self.state.paused and self._paused_shown  # the paused view is the one shown when p was pressed
+        if not frozen:
             self._refresh()
-            image = render_view(self.state)
+        self._paused_shown = self.state.paused
+        image = None
+        if self.window is not None or self.video is not None:  # the page draws itself from the state
+            image = self._frozen if frozen and self._frozen is not None else render_view(self.state)
             self._frozen = image if self.state.paused else None
         if slot and self.video is not None:  # one image per slot keeps the video's clock
             while self.next_frame <= (now if end is None else min(now, end)):
@@ -165,7 +168,7 @@ class LiveView:
         if self.window is not None:
             self.window.show(image)
         if watched:
-            self.web.publish({**page_state(self.state), "made": self._made}, image)
+            self.web.publish(self.state, made=self._made)
         key = self.window.poll_key() if self.window is not None else (self._keys() if self._keys else "")
         return self._key(key or (self.web.key() if self.web is not None else ""))
 

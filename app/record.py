@@ -107,7 +107,7 @@ def run_record(sources: Sources, opts: RecordOptions, out: TextIO = sys.stdout,
                key_source=None) -> SessionRecorder:
     """Record until --seconds, the protocol's end, q, or Ctrl-C; returns the closed recorder."""
     from . import display
-    from .webview import WebView, page_state
+    from .webview import WebView
 
     if opts.protocol and opts.activities:
         raise RecordError("give --protocol or --activities, not both")
@@ -188,13 +188,12 @@ def run_record(sources: Sources, opts: RecordOptions, out: TextIO = sys.stdout,
                 page = web is not None and web.watched
                 if (window is not None or page) and now >= next_frame:
                     _record_state(state, sources, recorder, opts, step, start, last_health)
-                    image = display.render_view(state)
                     if window is not None:
-                        window.show(image)
+                        window.show(display.render_view(state))
                         key = window.poll_key() if key_source is None else key_source()
                         _handle_key(key, recorder, opts.activities, quit_event)
                     if page:
-                        web.publish(page_state(state), image)
+                        web.publish(state)  # the page draws itself from the state
                     next_frame = now + 1.0 / opts.video_fps
                 elif key_source is not None:
                     _handle_key(key_source(), recorder, opts.activities, quit_event)

@@ -1,12 +1,12 @@
 """The live view in a browser (`--serve [HOST:]PORT`), for boards without a screen.
 
 The page (web/live.html, one static file shipped with the package: no build step, no
-CDN) shows the view the window shows: each frame is `display.render_view`'s image,
-the same renderer as the window and `--save-video`, sent as a JPEG over a WebSocket,
-with the state behind it (smoothed label, top-3, per-stage latency, stream health,
-pause / smoothing / thumbnails) as a JSON message before it. The page's buttons and
-keys send the window's keys back (p, s, t; in `record` the labelling keys), which the
-live loop reads like the window's.
+CDN) shows what the window shows -- camera with the smoothed label, top-3 bars, the
+sampled segments, 5 s traces, stream status, per-stage latency -- and draws it itself,
+in canvas and DOM, from the messages app.webmessages makes: the view's state as JSON
+every frame, the camera image as a JPEG when it is a new one, the segments' tiles when
+a prediction changed them. The page's buttons and keys send the window's keys back (p,
+s, t; in `record` the labelling keys), which the live loop reads like the window's.
 
 Why aiohttp: one well-kept package gives both HTTP and WebSocket servers on asyncio,
 and it runs as a guest on a loop it does not own (AppRunner + SockSite), so it shares
@@ -14,11 +14,12 @@ the DeviceHub's loop thread with the devices instead of adding a thread and a lo
 its own (starlette + uvicorn is three packages, and uvicorn expects to own the loop
 and the process's signals).
 
-Cost and slow viewers: frames are drawn and encoded only while a viewer is connected,
-once per frame whatever the number of viewers, in the live loop's thread (where the
-window's are drawn); the loop thread only queues bytes. Each viewer has a queue of one
-(the newest frame replaces one not yet sent), so a viewer on a slow link misses frames
-and never holds up the others, the devices or the hops.
+Cost and slow viewers: messages are made only while a viewer is connected, once
+whatever the number of viewers, in the live loop's thread (where the window's view is
+drawn); the loop thread only queues bytes. Each viewer has a queue of one per kind of
+message (the newest state, camera image or segments replaces one not yet sent), so a
+viewer on a slow link misses frames and never holds up the others, the devices or the
+hops, and still gets the newest of each kind.
 
 Safe by default: no listener unless asked; 127.0.0.1 unless a host is given. A
 non-loopback host needs a token (`--token`, else a random one printed in the URL) to
@@ -44,13 +45,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import cv2
-import numpy as np
-
 from .display import ViewError, ViewState
+from .webmessages import camera_message, page_state, segments_message, trace_json
 
 PAGE = Path(__file__).with_name("web") / "live.html"
-JPEG_QUALITY = 75
 LIVE_KEYS = {"p": "pause", "s": "smoothing", "t": "thumbnails"}  # the window's keys the page offers
 _STOP_TIMEOUT_S = 5.0
 _CLOSE_TIMEOUT_S = 1.0  # a viewer that does not answer the close in this long is cut off
@@ -96,33 +94,23 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def page_state(s: ViewState) -> dict:
-    """What the page shows beside the image, from the state the image was drawn from."""
-    top3 = [] if s.probs is None else [[s.labels[i], round(float(s.probs[i]), 4)]
-                                       for i in np.argsort(s.probs)[::-1][:3]]
-    return {
-        "now": round(s.now, 2), "paused": s.paused, "thumbnails": s.show_thumbnails, "smoothing": s.smoothing,
-        "label": s.smoothed, "confidence": round(float(s.smoothed_confidence), 4), "raw": s.label, "top3": top3,
-        "missing": list(s.missing), "latency_ms": {k: round(v, 2) for k, v in s.latency_ms.items()},
-        "streams": {n: {"state": h.state, "rate_hz": None if h.rate_hz is None else round(h.rate_hz, 1),
-                        "lost_blocks": h.lost_blocks, "battery_pct": h.battery_pct} for n, h in s.health.items()},
-        "recording": s.recording, "banner": s.banner,
-    }
+_SEND_ORDER = ("segments", "camera", "state")  # the images first: the state that follows may name them
 
 
 class _Viewer:
-    """One connected page: a queue of one (the newest frame wins) and the task that sends it."""
+    """One connected page: a queue of one per kind of message (the newest wins) and the
+    task that sends them."""
 
     def __init__(self, ws, transport) -> None:
         self.ws, self.transport = ws, transport
-        self.pending: tuple[str, bytes] | None = None
+        self.pending: dict[str, str | bytes] = {}
         self.ready = asyncio.Event()
-        self.sent = 0
-        self.dropped = 0  # frames replaced before they could be sent (a slow viewer)
+        self.sent = 0  # state messages (frames) sent
+        self.dropped = 0  # state messages replaced before they could be sent (a slow viewer)
 
-    def offer(self, frame: tuple[str, bytes]) -> None:
-        self.dropped += self.pending is not None
-        self.pending = frame
+    def offer(self, messages: Mapping[str, str | bytes]) -> None:
+        self.dropped += "state" in messages and "state" in self.pending
+        self.pending.update(messages)
         self.ready.set()
 
     async def close(self) -> None:
@@ -137,17 +125,20 @@ class _Viewer:
         while True:
             await self.ready.wait()
             self.ready.clear()
-            (state, jpeg), self.pending = self.pending, None
-            await self.ws.send_str(state)  # awaits the socket draining: only this viewer waits
-            await self.ws.send_bytes(jpeg)
-            self.sent += 1
+            for kind in _SEND_ORDER:
+                message = self.pending.pop(kind, None)
+                if message is None:
+                    continue
+                # awaits the socket draining: only this viewer waits
+                await (self.ws.send_str(message) if kind == "state" else self.ws.send_bytes(message))
+                self.sent += kind == "state"
 
 
 class WebView:
     """The page's server: bound when made (errors before the devices start), served
     once `start(loop)` is called, until `close()`.
 
-    `publish(state, image)` hands it a frame from the live loop's thread; `key()`
+    `publish(state)` hands it a frame from the live loop's thread; `key()`
     returns a key a page sent ('' if none); `watched` says whether anyone looks.
     """
 
@@ -160,9 +151,14 @@ class WebView:
         self._sock = bind(host, port)
         self.port = self._sock.getsockname()[1]
         self._viewers: set[_Viewer] = set()
-        self._latest: tuple[str, bytes] | None = None
+        self._latest: dict[str, str | bytes] = {}  # the newest message of each kind: a new viewer starts with them
         self._pressed: deque[str] = deque(maxlen=32)
-        self._jpeg: tuple[np.ndarray, bytes] | None = None  # the last image encoded (a paused view repeats it)
+        # what the last messages were made from: a camera frame, segments or traces that are
+        # the same objects (a paused view, a stalled camera, no new prediction) are not made again
+        self._sent_frame: object = _NOTHING
+        self._sent_thumbnails: object = _NOTHING
+        self._traces: tuple[object, list[dict]] = (_NOTHING, [])
+        self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._own_thread: threading.Thread | None = None
         self._runner = None
@@ -200,15 +196,25 @@ class WebView:
 
         self._runner = asyncio.run_coroutine_threadsafe(serve(), loop).result(_STOP_TIMEOUT_S)
 
-    def publish(self, state: dict, image: np.ndarray) -> None:
-        """Send one frame (the state and the rendered view) to every viewer; never blocks."""
+    def publish(self, state: ViewState, made: float = 0.0) -> None:
+        """Send one frame of the view to every viewer; never blocks. `made`: the wall time
+        the prediction it shows was made (the page's lag is measured from it)."""
         if self._loop is None:
             return
-        if self._jpeg is None or self._jpeg[0] is not image:
-            ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-            self._jpeg = (image, buf.tobytes())
-        frame = (json.dumps({"type": "state", **state}), self._jpeg[1])
-        self._loop.call_soon_threadsafe(self._offer, frame)
+        messages: dict[str, str | bytes] = {}
+        if state.frame is not self._sent_frame:
+            messages["camera"] = camera_message(state.frame)
+            self._sent_frame = state.frame
+        thumbnails = state.thumbnails or None  # hidden or none yet: one empty message, not one per frame
+        if thumbnails is not self._sent_thumbnails:
+            messages["segments"] = segments_message(state.thumbnails)
+            self._sent_thumbnails = thumbnails
+        if state.traces is not self._traces[0]:
+            self._traces = (state.traces, [trace_json(tr) for tr in state.traces])
+        self._seq += 1
+        messages["state"] = json.dumps({"type": "state", "seq": self._seq, "made": made, **page_state(state),
+                                        "traces": self._traces[1]}, separators=(",", ":"))
+        self._loop.call_soon_threadsafe(self._offer, messages)
 
     def stats(self) -> list[dict[str, int]]:
         """Per connected viewer: frames sent and frames dropped (replaced before they were sent)."""
@@ -240,10 +246,10 @@ class WebView:
         self._sock.close()
 
     # -- the server's side (on the loop) -------------------------------------------------
-    def _offer(self, frame: tuple[str, bytes]) -> None:
-        self._latest = frame
+    def _offer(self, messages: dict[str, str | bytes]) -> None:
+        self._latest.update(messages)
         for viewer in self._viewers:
-            viewer.offer(frame)
+            viewer.offer(messages)
 
     def _refuse(self, request, control: bool = False) -> str | None:
         """Why this request may not see (or drive) the view, or None."""
@@ -273,13 +279,14 @@ class WebView:
         why = self._refuse(request, control=True)
         if why is not None:
             raise web.HTTPForbidden(text=f"edgehar: {why}\n")
-        # no permessage-deflate: JPEGs do not shrink, and deflating them would cost the CPU this view must not take
+        # no permessage-deflate: JPEGs do not shrink, and deflating the state's traces for
+        # each viewer would cost the CPU this view must not take
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096, compress=False, timeout=_CLOSE_TIMEOUT_S)
         await ws.prepare(request)
         await ws.send_str(json.dumps({"type": "hello", "title": self.title, "keys": self.keys,
                                       "token_required": self.token is not None}))
         viewer = _Viewer(ws, request.transport)
-        if self._latest is not None:
+        if self._latest:
             viewer.offer(self._latest)
         self._viewers.add(viewer)
         sender = asyncio.ensure_future(viewer.send_frames())
@@ -309,6 +316,9 @@ class WebView:
             return "this action needs the token"
         self._pressed.append(key)
         return None
+
+
+_NOTHING = object()  # nothing sent yet (None is a message: no camera frame)
 
 
 def _same(given: str, token: str) -> bool:

@@ -1,7 +1,8 @@
 """The web view's server (`--serve`) without a browser: its address rules, who may see and
-drive the view (token, Origin, Host), a slow viewer that must not slow anything, and
-the CLI's one-line errors. tests/test_serve_browser.py drives the page in Chromium.
-Every socket here is on loopback."""
+drive the view (token, Origin, Host), what the page is sent (state with the traces every
+frame, the camera only when new, the segments only when a prediction changed them), a
+slow viewer that must not slow anything, and the CLI's one-line errors.
+tests/test_serve_browser.py drives the page in Chromium. Every socket here is on loopback."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import os
 import socket
 import threading
 
+import cv2
 import numpy as np
 import pytest
 
-from edgehar.app.display import ViewError
+from edgehar.app.display import Trace, ViewError, ViewState
+from edgehar.app.webmessages import CAMERA_BOX, TRACE_POINTS, decimate, split_binary, trace_samples
 from edgehar.app.webview import WebView, bind, is_loopback, page_token
 from edgehar.argtypes import host_port
 from waiting import wait_for
@@ -111,7 +114,8 @@ async def _connect(web, query="", origin="same", actions=(), frames=1, errors=0)
             while len(states) < frames or len(replies) < errors:
                 msg = await ws.receive(timeout=10)
                 if msg.type == aiohttp.WSMsgType.BINARY:
-                    assert msg.data[:2] == b"\xff\xd8", "a JPEG"
+                    header, jpeg = split_binary(msg.data)
+                    assert header["kind"] in ("camera", "segments") and (jpeg[:2] == b"\xff\xd8" or not jpeg)
                     continue
                 data = json.loads(msg.data)
                 (replies if data["type"] == "error" else states).append(data)
@@ -119,14 +123,14 @@ async def _connect(web, query="", origin="same", actions=(), frames=1, errors=0)
 
 
 def _publisher(web, n=1000):
-    """Publish frames (seq 0, 1, ...) from another thread, as the live loop does, until stopped."""
+    """Publish frames (now = 0, 1, ...) from another thread, as the live loop does, until stopped."""
     stop = threading.Event()
 
     def run():
         for i in range(n):
             if stop.wait(0.02):
                 return
-            web.publish({"seq": i}, IMAGE)
+            web.publish(ViewState(now=i, frame=IMAGE))
 
     threading.Thread(target=run, daemon=True).start()
     return stop
@@ -149,7 +153,7 @@ def test_loopback_view_checks_host_and_origin_and_takes_keys(serve):
     finally:
         stop.set()
     assert hello["keys"] == {"p": "pause", "s": "smoothing", "t": "thumbnails"} and not hello["token_required"]
-    assert states[0]["type"] == "state" and "seq" in states[0]
+    assert states[0]["type"] == "state" and states[0]["seq"] >= 1 and states[0]["now"] >= 0
     assert [r["error"] for r in replies] == ["key 'x' is not one of p, s, t", 'expected {"key": ...}, got \'{"nokey": 1}\'']
     assert web.key() == "p" and web.key() == ""
     assert _run(_connect(web, origin=None, frames=0))[0]["type"] == "hello"  # a script sends no Origin: allowed
@@ -171,12 +175,134 @@ def test_a_token_guards_the_page_the_socket_and_the_keys(serve):
     assert web.key() == "s" and web.key() == "", "the key without the token was refused"
 
 
+async def _watch(web, steps):
+    """Connect, then for each (state, made) publish it and read until its state message
+    arrives: returns per step the binaries ([(header, jpeg)]) and the state that came.
+    Each step waits for its state, so no message is replaced before it is sent."""
+    import aiohttp
+
+    out = []
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"http://127.0.0.1:{web.port}/ws") as ws:
+            assert json.loads((await ws.receive(timeout=10)).data)["type"] == "hello"
+            for state, made in steps:
+                web.publish(state, made=made)
+                binaries = []
+                while True:
+                    msg = await ws.receive(timeout=10)
+                    if msg.type == aiohttp.WSMsgType.BINARY:
+                        binaries.append(split_binary(msg.data))
+                    elif json.loads(msg.data)["type"] == "state":
+                        out.append((binaries, json.loads(msg.data)))
+                        break
+    return out
+
+
+def _tiles(n, h, w, value):
+    return np.full((n, h, w, 3), value, np.uint8)
+
+
+def test_images_are_sent_only_when_they_change(serve):
+    """The camera goes when the frame is a new one (shrunk to the page's camera box, never
+    enlarged), the segments when a new prediction brought new tiles (not per frame), one
+    empty segments message when they are hidden; the state goes every frame."""
+    web = serve()
+    big = np.zeros((720, 1280, 3), np.uint8)
+    small = np.zeros((120, 160, 3), np.uint8)
+    first = [("rgb", _tiles(3, 56, 56, 200)), ("glove", _tiles(3, 40, 52, 90))]
+    second = [("rgb", _tiles(3, 56, 56, 30)), ("glove", _tiles(3, 40, 52, 250))]
+    s = ViewState(frame=big, thumbnails=first, smoothed="walking", label="walking", smoothed_confidence=0.8)
+    steps = [(s, 1.0)]
+    s = ViewState(frame=big, thumbnails=first, smoothed="walking", now=0.1)  # same objects: a frame, no new prediction
+    steps.append((s, 1.0))
+    steps.append((ViewState(frame=small, thumbnails=first, now=0.2), 1.0))  # a new camera frame
+    steps.append((ViewState(frame=small, thumbnails=second, now=0.3), 2.0))  # a new prediction's tiles
+    steps.append((ViewState(frame=None, thumbnails=[], show_thumbnails=False, now=0.4), 2.0))  # stale camera, hidden
+    steps.append((ViewState(frame=None, thumbnails=[], show_thumbnails=False, now=0.5), 2.0))
+    got = _run(_watch(web, steps))
+    kinds = [[h["kind"] for h, _ in binaries] for binaries, _ in got]
+    assert kinds == [["segments", "camera"], [], ["camera"], ["segments"], ["segments", "camera"], []]
+    assert [state["seq"] for _, state in got] == [1, 2, 3, 4, 5, 6]
+    assert [state["made"] for _, state in got] == [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
+    assert got[0][1]["label"] == "walking" and got[0][1]["confidence"] == 0.8
+
+    (seg, seg_jpeg), (cam, cam_jpeg) = got[0][0]
+    assert (cam["width"], cam["height"]) == (632, 356) and cam_jpeg[:2] == b"\xff\xd8"  # fitted into CAMERA_BOX
+    assert cv2.imdecode(np.frombuffer(cam_jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (356, 632, 3)
+    assert (got[2][0][0][0]["width"], got[2][0][0][0]["height"]) == (160, 120)  # smaller: its own size
+    assert [r["name"] for r in seg["rows"]] == ["rgb", "glove"]
+    sheet = cv2.imdecode(np.frombuffer(seg_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    for row, (_, tiles) in zip(seg["rows"], first):
+        assert len(row["tiles"]) == 3
+        for (x, y, w, h), tile in zip(row["tiles"], tiles):
+            assert (w, h) == tile.shape[1::-1]
+            assert np.abs(sheet[y:y + h, x:x + w].astype(int) - tile).mean() < 3  # each tile where the header says
+    assert got[4][0][0][0]["rows"] == [] and got[4][0][1] == ({"kind": "camera", "width": 0, "height": 0}, b"")
+    assert CAMERA_BOX == (632, 480)
+
+
+def _ring_trace(rate_hz, seconds, spike_at=None):
+    """A SensorRing fed like a device (blocks of samples on the host clock) and the trace
+    the view reads of it (liveview.traces), its times since the run began."""
+    from edgehar.app.liveview import traces
+    from edgehar.app.ringbuffer import SensorRing
+    from edgehar.contract.manifest import Manifest
+    from edgehar.cli.demo import SHIPPED_DIR
+
+    manifest = Manifest.load(SHIPPED_DIR / "litert-int8")
+    glove = manifest.stream("glove")
+    n = int(rate_hz * seconds)
+    t = 100.0 + np.arange(n) / rate_hz + np.random.default_rng(1).uniform(0, 0.2 / rate_hz, n)  # jittered
+    values = np.sin(np.outer(t, np.arange(1, len(glove.channels) + 1))).astype(np.float32)
+    if spike_at is not None:
+        values[spike_at, :5] = 5.0  # one sample on every finger
+    ring = SensorRing(glove.channels, capacity=n + 10)
+    for i in range(0, n, 10):
+        ring.append(t[i:i + 10], values[i:i + 10])
+    rings = {"glove": ring, "imu": SensorRing(manifest.stream("imu").channels, capacity=10)}
+    return traces(manifest, rings, now=float(t[-1]), start=90.0)
+
+
+def test_the_traces_sent_are_the_rings_data(serve):
+    """At 100 Hz the 5 s trace fits the page's plot: every sample goes, its time within
+    half a millisecond and its value within half a level of the trace's range."""
+    glove, imu = _ring_trace(100.0, 6.0)
+    assert 499 <= len(glove.t) <= 501 and len(imu.t) == 0  # the last 5 s of 6 s at 100 Hz
+    web = serve()
+    (_, state), = _run(_watch(web, [(ViewState(traces=[glove, imu]), 0.0)]))
+    sent_glove, sent_imu = state["traces"]
+    assert sent_glove["name"] == glove.name and sent_glove["channels"] == list(glove.channels) == [
+        "flex_thumb", "flex_index", "flex_middle", "flex_ring", "flex_pinky"]
+    t, v = trace_samples(sent_glove)
+    assert len(t) == len(glove.t) and np.abs(t - glove.t).max() <= 0.0005 + 1e-9
+    step = (glove.values.max() - glove.values.min()) / 999
+    assert np.abs(v - glove.values).max() <= step / 2 + 1e-6
+    assert sent_imu["t_end"] is None and trace_samples(sent_imu)[1].shape == (0, 3)  # no data yet: said, not faked
+    size = len(json.dumps(state["traces"], separators=(",", ":")))
+    assert size < 20_000, size  # 2500 values and 500 times as short integers, not floats
+
+
+def test_a_fast_trace_is_decimated_to_the_plot_width_keeping_its_spikes():
+    """A 1 kHz sensor: 5000 samples become at most TRACE_POINTS (the page's plot width),
+    each run's minimum and maximum, so a one-sample spike is still drawn."""
+    glove, _ = _ring_trace(1000.0, 5.0, spike_at=3210)
+    t, v = decimate(glove.t, glove.values)
+    assert len(t) <= TRACE_POINTS and len(glove.t) > 8 * TRACE_POINTS
+    assert np.all(np.diff(t) >= 0) and t[0] == glove.t[0] and t[-1] == glove.t[-1]
+    assert v.max(0).tolist() == glove.values.max(0).tolist() and v.min(0).tolist() == glove.values.min(0).tolist()
+    spike_t = glove.t[3210]
+    near = np.abs(t - spike_t) <= 5000 / TRACE_POINTS * 2 / 1000 + 1e-9
+    assert (v[near, 0] == 5.0).any()
+    short_t, short_v = decimate(glove.t[:300], glove.values[:300])  # fewer than the plot's pixels: untouched
+    assert np.array_equal(short_t, glove.t[:300]) and np.array_equal(short_v, glove.values[:300])
+
+
 def test_a_slow_viewer_drops_frames_and_holds_up_no_one(serve):
     """A viewer that stops reading (its TCP window full) gets the newest frame when it
     reads again and misses the rest; publishing never waits for it, and a viewer beside
     it gets every frame's successor."""
     web = serve()
-    noise = np.random.default_rng(0).integers(0, 256, (720, 1280, 3), np.uint8)  # ~1 MB as a JPEG
+    noise = np.random.default_rng(0).integers(0, 256, (480, 632, 3), np.uint8)  # ~0.4 MB as a JPEG
     slow = socket.socket()
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     slow.connect(("127.0.0.1", web.port))
@@ -188,11 +314,11 @@ def test_a_slow_viewer_drops_frames_and_holds_up_no_one(serve):
     published = 40
     try:
         for i in range(published):  # returns at once each time: the loop thread does the sending
-            web.publish({"seq": i}, noise if i % 2 else noise[::-1])
+            web.publish(ViewState(now=i, frame=noise if i % 2 else noise[::-1].copy()))
         assert wait_for(lambda: web.stats()[0]["dropped"] > 0, 30), web.stats()
         # a viewer that reads gets the newest frame while the slow one still stalls
         hello, _, states = _run(_connect(web, frames=1))
-        assert states[0]["seq"] == published - 1
+        assert states[0]["now"] == published - 1 and states[0]["seq"] == published
         stalled = web.stats()
         assert any(s["sent"] < published - 1 and s["dropped"] > 0 for s in stalled), stalled
     finally:
@@ -213,7 +339,7 @@ def test_a_stalled_viewer_does_not_slow_the_hops(tmp_path):
 
     manifest, backend = load_bundle(tiny_bundle(tmp_path))
     out = io.StringIO()
-    got = {"states": 0, "stalled": None}
+    got = {"states": 0, "camera": 0, "segments": 0, "stalled": None}
 
     def viewers():
         if not wait_for(lambda: "live view at" in out.getvalue(), 60):
@@ -232,7 +358,10 @@ def test_a_stalled_viewer_does_not_slow_the_hops(tmp_path):
             async with aiohttp.ClientSession() as session:
                 async with session.ws_connect(f"http://127.0.0.1:{port}/ws") as ws:
                     async for msg in ws:
-                        got["states"] += msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data)["type"] == "state"
+                        if msg.type == aiohttp.WSMsgType.BINARY:
+                            got[split_binary(msg.data)[0]["kind"]] += 1
+                        else:
+                            got["states"] += json.loads(msg.data)["type"] == "state"
 
         asyncio.run(watch())
 
@@ -253,3 +382,6 @@ def test_a_stalled_viewer_does_not_slow_the_hops(tmp_path):
     # not queued), never the second half of the run: the stall began within its first second
     assert summary.predictions == len(times) and times[-1] >= start + seconds - 2.5, (start, times)
     assert got["stalled"] is not None and got["states"] >= 10, got  # ~10 fps for the seconds it watched
+    # the segments go per prediction (at most, plus the one a new viewer starts with), not per frame
+    assert 1 <= got["segments"] <= summary.predictions + 1 < got["states"], (got, summary.predictions)
+    assert got["camera"] >= 10, got

@@ -1,6 +1,7 @@
-"""`edgehar demo --serve` in a real headless Chromium: the page loads, shows the label and
-the latency changing, its buttons and keys do what the window's keys do, several pages
-watch at once, and the token keeps out a page without it.
+"""`edgehar demo --serve` in a real headless Chromium: the page loads and draws the view
+from the board's messages (camera, segments, traces, top-3, streams), shows the label
+and the latency changing, its buttons and keys do what the window's keys do, several
+pages watch at once, and the token keeps out a page without it.
 
 Chromium is Debian's (/usr/bin/chromium, which `make test` installs), driven by the
 Python `playwright` package through `executable_path`: a pip install from PyPI with no
@@ -79,7 +80,14 @@ def test_the_page_shows_the_live_view_and_its_keys_work(demo_url, browser, tmp_p
     label = _text(page, "#label")
     assert re.fullmatch(r"[a-z_]+", label) and _text(page, "#conn") == "live"
     assert re.match(r"\d+%$", _text(page, "#confidence"))
-    assert page.evaluate("document.getElementById('view').naturalWidth") == 1280  # the rendered view arrived
+    # the page drew the view from the messages: the camera image at its own size (the
+    # simulated camera's 160 x 120), every modality's segments, both traces, the top-3 bars
+    page.wait_for_function("document.getElementById('camera').dataset.frame === '160x120'", timeout=WAIT_MS)
+    page.wait_for_function("document.getElementById('segments').dataset.rows === 'rgb glove imu'", timeout=WAIT_MS)
+    assert page.evaluate("[...document.querySelectorAll('#traces canvas')].map((c) => +c.dataset.points > 400)") == [
+        True, True]  # 5 s of glove and IMU at 100 Hz
+    assert page.evaluate("document.querySelectorAll('#top3 .bar').length") == 3
+    assert re.fullmatch(r"(\w+ connected \d+ Hz lost \d+(?: batt \d+%)?){3}", _text(page, "#streams")), _text(page, "#streams")
     # the latency changes every hop, the label when the simulated person changes activity
     latency = _text(page, "#latency")
     assert re.search(r"inference [\d.]+ \| .* total [\d.]+$", latency), latency
@@ -107,8 +115,11 @@ def test_the_page_shows_the_live_view_and_its_keys_work(demo_url, browser, tmp_p
     # t hides the thumbnails; the keyboard works as the buttons do
     page.click("#key-t")
     page.wait_for_function("document.getElementById('key-t').getAttribute('aria-pressed') === 'true'", timeout=WAIT_MS)
+    page.wait_for_function("document.getElementById('segments').dataset.rows === ''", timeout=WAIT_MS)
+    assert _text(page, "#segments-title") == "thumbnails hidden (t)"
     page.keyboard.press("t")
     page.wait_for_function("document.getElementById('key-t').getAttribute('aria-pressed') === 'false'", timeout=WAIT_MS)
+    page.wait_for_function("document.getElementById('segments').dataset.rows === 'rgb glove imu'", timeout=WAIT_MS)
 
     shot = tmp_path / "serve.png"
     page.screenshot(path=str(shot), full_page=True)
