@@ -1,7 +1,7 @@
 """What the browser view (`--serve`) costs: page-to-prediction lag and server CPU.
 
-    python benchmarks/serve_cost.py [--viewers 3] [--seconds 20] [--out benchmarks/results/serve_cost.json]
-        [--screenshot docs/serve.png]
+    python benchmarks/serve_cost.py [--viewers 3] [--seconds 20] [--frames 400]
+        [--out benchmarks/results/serve_cost.json] [--screenshot docs/serve.png]
 
 Runs `edgehar demo --serve` as a user would (the default bundle: the shipped LiteRT int8, headless,
 the view at its default 10 fps) and watches it from Debian's chromium, headless, driven
@@ -12,8 +12,13 @@ by playwright (`executable_path`, no browser download):
   what serving costs is the difference, in % of one core. Nothing is drawn for the page
   while nobody watches, so the first phase costs what a run without `--serve` does.
 - lag: for every prediction, from the moment it was made (the wall clock of the demo,
-  sent with the frame) to the moment the page has decoded the frame that shows it
+  sent with the state) to the moment the page has drawn the state that shows it
   (the page's `edgehar:frame` event, Date.now() in the browser: same machine, same clock).
+- per frame, both ways, in this process (`frame_costs`): what the page is sent now
+  (`WebView.publish`: state JSON with the traces, the camera JPEG when new, the
+  segments when a prediction changed them) against the window's whole 1280x720 view
+  drawn and JPEG-encoded (what `--serve` sent before), on the same states of a
+  simulated run, interleaved frame by frame: a ratio that load beside it weighs on alike.
 
 Writes JSON to --out (and, with --screenshot, the first page as a PNG).
 """
@@ -97,6 +102,87 @@ def _pct(values, q) -> float:
     return round(float(np.percentile(values, q)), 1) if len(values) else float("nan")
 
 
+def frame_costs(frames: int = 400, fps: float = 10.0) -> dict:
+    """The server's work per view frame, the page's messages against the window's view as
+    a JPEG, timed alternately on the same states: `frames` frames at `fps` of a simulated
+    person (seed 0) seen through the shipped bundle's contract, a new prediction's
+    segments every hop (their colour-mapping, done once per prediction for the window and
+    the page alike, is left out of both). The server's loop thread, which only queues the
+    bytes for the viewers (none here), is not counted."""
+    from types import SimpleNamespace
+
+    import cv2
+
+    from edgehar.app.display import ViewState, render_view
+    from edgehar.app.liveview import thumbnails, traces
+    from edgehar.app.ringbuffer import SensorRing
+    from edgehar.app.webmessages import JPEG_QUALITY, camera_message, segments_message
+    from edgehar.app.webview import WebView
+    from edgehar.benchmarks.mqtt_publish import SHIPPED_LITERT
+    from edgehar.contract.manifest import Manifest
+    from edgehar.contract.preprocess.inputs import build_inputs
+    from edgehar.contract.preprocess.sampling import SegmentSampler
+    from edgehar.contract.series import between
+    from edgehar.firmware_bridge.health import StreamHealth
+    from edgehar.simulator.subject import make_subject
+    from edgehar.simulator.world import SimulatedWorld
+
+    manifest = Manifest.load(SHIPPED_LITERT)
+    start = 0.0
+    rec = SimulatedWorld(make_subject(0, 0), seed=0).next_chunk(manifest.window_s + frames / fps + 1.0)
+    rings = {}
+    for s in manifest.streams:
+        if s.kind == "sensor":
+            series = rec.series[s.name]
+            rings[s.name] = SensorRing(s.channels, capacity=len(series.timestamps) + 1)
+            rings[s.name].append(series.timestamps, series.values.astype(np.float32))
+    camera = rec.series["camera"]
+    sampler = SegmentSampler(manifest.num_segments, train=False)
+    rng = np.random.default_rng(0)
+    health = {s.name: StreamHealth(s.name, f"sim://{s.name}", "connected", rate_hz=s.rate_hz, battery_pct=90)
+              for s in manifest.streams}
+    state = ViewState(title="edgehar demo", subtitle=str(SHIPPED_LITERT), labels=manifest.labels, smoothing="majority of 5",
+                      health=health)
+    web = WebView("127.0.0.1", 0)
+    web.start()
+    per_hop = max(1, round(fps * manifest.hop_s))
+    old, new = [], []
+    try:
+        for k in range(frames):
+            now = manifest.window_s + k / fps
+            state.now = now - start
+            state.frame = camera.frames[max(0, np.searchsorted(camera.timestamps, now) - 1)]
+            state.traces = traces(manifest, rings, now, start)
+            if k % per_hop == 0:  # a prediction: its tiles, probabilities and latency
+                window = {n: between(rec.series[n], now - manifest.window_s, now) for n in rec.series}
+                inputs = build_inputs(manifest, window, now - manifest.window_s, now, sampler)
+                state.thumbnails = thumbnails(manifest, SimpleNamespace(inputs=inputs))
+                state.probs = rng.dirichlet(np.ones(len(manifest.labels)))
+                state.label = state.smoothed = manifest.labels[int(np.argmax(state.probs))]
+                state.smoothed_confidence = float(state.probs.max())
+                state.latency_ms = {"sampling": 0.1, "gaf": 0.3, "frames": 0.2, "inference": 1.0, "total": 1.6}
+            for way in ((0, 1) if k % 2 else (1, 0)):  # alternate which goes first
+                # this thread's CPU time, not the wall clock: waking the server's loop thread
+                # can hand it the GIL mid-call, which costs the publisher wall time, not work
+                t0 = time.thread_time()
+                if way == 0:
+                    cv2.imencode(".jpg", render_view(state), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+                else:
+                    web.publish(state, made=time.time())
+                (old if way == 0 else new).append(time.thread_time() - t0)
+        view_jpeg = cv2.imencode(".jpg", render_view(state), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1]
+        sizes = {"state_json": len(web._latest["state"]), "camera_jpeg": len(camera_message(state.frame)),
+                 "segments_jpeg": len(segments_message(state.thumbnails)), "whole_view_jpeg": len(view_jpeg)}
+    finally:
+        web.close()
+    old_ms, new_ms = 1e3 * np.median(old), 1e3 * np.median(new)
+    return {"frames": frames, "camera": f"{camera.frames.shape[2]}x{camera.frames.shape[1]}",
+            "whole_view_ms_p50": round(old_ms, 3), "page_messages_ms_p50": round(new_ms, 3),
+            "whole_view_ms_mean": round(1e3 * float(np.mean(old)), 3),
+            "page_messages_ms_mean": round(1e3 * float(np.mean(new)), 3),
+            "ratio_p50": round(old_ms / new_ms, 1), "bytes": sizes}
+
+
 def measure(viewers: int, seconds: float, screenshot: Path | None) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -143,8 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="length of each CPU phase (default 20)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--screenshot", type=Path, help="also write the first page as a PNG (docs/serve.png)")
+    p.add_argument("--frames", type=int, default=400, help="view frames timed both ways in this process (default 400)")
     args = p.parse_args(argv)
     result = measure(args.viewers, args.seconds, args.screenshot)
+    result["per_frame"] = frame_costs(args.frames)
+    result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     result["command"] = "python benchmarks/serve_cost.py " + " ".join(argv if argv is not None else sys.argv[1:])
     args.out.parent.mkdir(parents=True, exist_ok=True)
