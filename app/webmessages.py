@@ -4,9 +4,13 @@ The page (web/live.html) draws the view itself, in canvas and DOM, from three ki
 WebSocket message, each made once in the live loop's thread for every viewer:
 
 - **state** (text, JSON, every view frame): smoothed label, top-3, per-stage latency,
-  stream health, pause / smoothing / thumbnails, the recording's labelling state and the
-  5 s traces (`trace_json`), plus `seq` (the frame's number) and `made` (when the
-  prediction it shows was made, for the lag benchmark).
+  stream health, pause / smoothing / thumbnails, the recording's labelling state, plus
+  `seq` (the frame's number) and `made` (when the prediction it shows was made, for the
+  lag benchmark).
+- **traces** (text, JSON, before the state that follows new samples): the samples each
+  trace gained since the last frame (`trace_json(trace, since)`), which the page adds to
+  the 5 s it keeps; a new viewer first gets the whole 5 s. Sending the whole window
+  every frame was ~23 kB of JSON per frame at 100 Hz; the new samples are ~1 kB.
 - **camera** (binary, only when the camera frame is a new one): the frame alone as a
   JPEG at the camera's own size, or shrunk to fit the box the page shows it in
   (`CAMERA_BOX`, the window's camera box), never enlarged.
@@ -42,12 +46,12 @@ _TILE_GAP = 4
 
 
 def page_state(s: ViewState) -> dict:
-    """The state message's fields, from the view's state (the traces are added by
-    `WebView.publish`, which encodes them once per change of the traces)."""
+    """The state message's fields, from the view's state (the traces go in their own
+    messages: `trace_json`)."""
     top3 = [] if s.probs is None else [[s.labels[i], round(float(s.probs[i]), 4)]
                                        for i in np.argsort(s.probs)[::-1][:3]]
     return {
-        "now": round(s.now, 2), "paused": s.paused, "thumbnails": s.show_thumbnails, "smoothing": s.smoothing,
+        "subtitle": s.subtitle, "now": round(s.now, 2), "paused": s.paused, "thumbnails": s.show_thumbnails, "smoothing": s.smoothing,
         "label": s.smoothed, "confidence": round(float(s.smoothed_confidence), 4), "raw": s.label, "top3": top3,
         "missing": list(s.missing), "latency_ms": {k: round(v, 2) for k, v in s.latency_ms.items()},
         "streams": {n: {"state": h.state, "rate_hz": None if h.rate_hz is None else round(h.rate_hz, 1),
@@ -76,13 +80,18 @@ def decimate(t: np.ndarray, values: np.ndarray, points: int = TRACE_POINTS) -> t
             np.stack([first, second], 1).reshape(-1, values.shape[1]))
 
 
-def trace_json(tr: Trace) -> dict:
-    """One trace, compact (decimated to the page's plot width): `t_end` the last sample's
-    time (seconds since the run began), `dt` the whole milliseconds between consecutive
-    samples (the page sums them back from `t_end`), each channel's values as integers
-    0..TRACE_LEVELS over [lo, hi]. The page's plot is ~600 x 80 pixels, so 1000 levels
-    and 1 ms lose nothing it could show, and the text is a fifth of rounded floats."""
-    t, v = decimate(tr.t, tr.values)
+def trace_json(tr: Trace, since: float | None = None) -> dict:
+    """One trace's samples after `since` (all of them when None), compact: `t_end` the
+    last sample's time (seconds since the run began), `dt` the whole milliseconds between
+    consecutive samples (the page sums them back from `t_end`), each channel's values as
+    integers 0..TRACE_LEVELS over [lo, hi]; decimated to the share of the page's plot
+    width they span. The plot is ~600 x 80 pixels, so 1000 levels and 1 ms lose nothing
+    it could show, and the text is a fifth of rounded floats."""
+    start = 0 if since is None else int(np.searchsorted(tr.t, since, side="right"))
+    t, v = tr.t[start:], tr.values[start:]
+    if len(t) > 1:
+        share = 1.0 if since is None else min(1.0, (t[-1] - t[0]) / TRACE_SECONDS)
+        t, v = decimate(t, v, max(2, int(np.ceil(TRACE_POINTS * share))))
     out = {"name": tr.name, "channels": list(tr.channels), "window_s": TRACE_SECONDS}
     if len(t) == 0:
         return {**out, "t_end": None, "lo": 0.0, "hi": 0.0, "dt": [], "values": [[] for _ in tr.channels]}
@@ -92,6 +101,14 @@ def trace_json(tr: Trace) -> dict:
     q = np.rint((v - lo) * (TRACE_LEVELS / span)).astype(np.int32)
     return {**out, "t_end": float(t[-1]), "lo": lo, "hi": hi, "dt": np.diff(ms).tolist(),
             "values": q.T.tolist()}
+
+
+def traces_message(chunks: list[str], full: bool) -> str:
+    """One traces message from chunks already encoded (each a JSON list of `trace_json`s,
+    one per published frame): joined as text, so a viewer that fell behind by several
+    frames costs no new encoding. `full`: the chunk is every trace's whole window (a new
+    viewer, or one that fell too far behind), which replaces what the page holds."""
+    return f'{{"type":"traces","full":{"true" if full else "false"},"chunks":[{",".join(chunks)}]}}'
 
 
 def trace_samples(msg: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -41,12 +41,12 @@ import secrets
 import socket
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .display import ViewError, ViewState
-from .webmessages import camera_message, page_state, segments_message, trace_json
+from .display import Trace, ViewError, ViewState
+from .webmessages import camera_message, page_state, segments_message, trace_json, traces_message
 
 PAGE = Path(__file__).with_name("web") / "live.html"
 LIVE_KEYS = {"p": "pause", "s": "smoothing", "t": "thumbnails"}  # the window's keys the page offers
@@ -94,24 +94,45 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-_SEND_ORDER = ("segments", "camera", "state")  # the images first: the state that follows may name them
+_SEND_ORDER = ("segments", "camera", "traces", "state")  # what the state that follows shows comes first
+_MAX_TRACE_CHUNKS = 50  # a viewer this many frames behind gets the whole 5 s again instead of the chunks
 
 
 class _Viewer:
     """One connected page: a queue of one per kind of message (the newest wins) and the
     task that sends them."""
 
-    def __init__(self, ws, transport) -> None:
+    def __init__(self, ws, transport, full_traces: Callable[[], str]) -> None:
         self.ws, self.transport = ws, transport
         self.pending: dict[str, str | bytes] = {}
+        # the traces' new samples are not replaced but kept in order (each frame's chunk
+        # holds only that frame's samples); a viewer that falls too far behind, or has
+        # just come, is sent the whole window instead (`full_traces`)
+        self.trace_chunks: list[str] = []
+        self.full_traces, self.resync = full_traces, True
         self.ready = asyncio.Event()
         self.sent = 0  # state messages (frames) sent
         self.dropped = 0  # state messages replaced before they could be sent (a slow viewer)
 
     def offer(self, messages: Mapping[str, str | bytes]) -> None:
         self.dropped += "state" in messages and "state" in self.pending
-        self.pending.update(messages)
+        chunk = messages.get("traces")
+        if chunk is not None and not self.resync:
+            self.trace_chunks.append(chunk)
+            if len(self.trace_chunks) > _MAX_TRACE_CHUNKS:
+                self.trace_chunks, self.resync = [], True
+        self.pending.update((k, m) for k, m in messages.items() if k != "traces")
         self.ready.set()
+
+    def _traces(self) -> str | None:
+        """The traces message due now: the whole window, the chunks come since, or none."""
+        if self.resync:
+            self.trace_chunks, self.resync = [], False
+            return self.full_traces()
+        if not self.trace_chunks:
+            return None
+        chunks, self.trace_chunks = self.trace_chunks, []
+        return traces_message(chunks, full=False)
 
     async def close(self) -> None:
         """Tell the page the run ended; a viewer too stalled to hear it is cut off."""
@@ -126,11 +147,11 @@ class _Viewer:
             await self.ready.wait()
             self.ready.clear()
             for kind in _SEND_ORDER:
-                message = self.pending.pop(kind, None)
+                message = self._traces() if kind == "traces" else self.pending.pop(kind, None)
                 if message is None:
                     continue
                 # awaits the socket draining: only this viewer waits
-                await (self.ws.send_str(message) if kind == "state" else self.ws.send_bytes(message))
+                await (self.ws.send_str(message) if isinstance(message, str) else self.ws.send_bytes(message))
                 self.sent += kind == "state"
 
 
@@ -157,7 +178,8 @@ class WebView:
         # the same objects (a paused view, a stalled camera, no new prediction) are not made again
         self._sent_frame: object = _NOTHING
         self._sent_thumbnails: object = _NOTHING
-        self._traces: tuple[object, list[dict]] = (_NOTHING, [])
+        self._traces: list[Trace] = []  # the newest traces published (a new viewer gets their whole window)
+        self._trace_end: dict[str, float] = {}  # per trace, its last sample already sent
         self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._own_thread: threading.Thread | None = None
@@ -209,11 +231,14 @@ class WebView:
         if thumbnails is not self._sent_thumbnails:
             messages["segments"] = segments_message(state.thumbnails)
             self._sent_thumbnails = thumbnails
-        if state.traces is not self._traces[0]:
-            self._traces = (state.traces, [trace_json(tr) for tr in state.traces])
+        if state.traces is not self._traces:  # (a paused view keeps its traces: nothing new)
+            chunk = [trace_json(tr, self._trace_end.get(tr.name)) for tr in state.traces]
+            self._trace_end.update((tr.name, float(tr.t[-1])) for tr in state.traces if len(tr.t))
+            self._traces = state.traces
+            messages["traces"] = json.dumps(chunk, separators=(",", ":"))
         self._seq += 1
-        messages["state"] = json.dumps({"type": "state", "seq": self._seq, "made": made, **page_state(state),
-                                        "traces": self._traces[1]}, separators=(",", ":"))
+        messages["state"] = json.dumps({"type": "state", "seq": self._seq, "made": made, **page_state(state)},
+                                       separators=(",", ":"))
         self._loop.call_soon_threadsafe(self._offer, messages)
 
     def stats(self) -> list[dict[str, int]]:
@@ -247,9 +272,15 @@ class WebView:
 
     # -- the server's side (on the loop) -------------------------------------------------
     def _offer(self, messages: dict[str, str | bytes]) -> None:
-        self._latest.update(messages)
+        self._latest.update((k, m) for k, m in messages.items() if k != "traces")
         for viewer in self._viewers:
             viewer.offer(messages)
+
+    def _full_traces(self) -> str:
+        """Every trace's whole window, as published last (for one viewer: made on the loop
+        thread, only when a viewer comes or falls too far behind)."""
+        traces = self._traces  # one read: the live loop's thread may replace it meanwhile
+        return traces_message([json.dumps([trace_json(tr) for tr in traces], separators=(",", ":"))], full=True)
 
     def _refuse(self, request, control: bool = False) -> str | None:
         """Why this request may not see (or drive) the view, or None."""
@@ -285,9 +316,9 @@ class WebView:
         await ws.prepare(request)
         await ws.send_str(json.dumps({"type": "hello", "title": self.title, "keys": self.keys,
                                       "token_required": self.token is not None}))
-        viewer = _Viewer(ws, request.transport)
+        viewer = _Viewer(ws, request.transport, self._full_traces)
         if self._latest:
-            viewer.offer(self._latest)
+            viewer.offer(self._latest)  # (no traces: it starts with their whole window)
         self._viewers.add(viewer)
         sender = asyncio.ensure_future(viewer.send_frames())
         try:

@@ -118,7 +118,8 @@ async def _connect(web, query="", origin="same", actions=(), frames=1, errors=0)
                     assert header["kind"] in ("camera", "segments") and (jpeg[:2] == b"\xff\xd8" or not jpeg)
                     continue
                 data = json.loads(msg.data)
-                (replies if data["type"] == "error" else states).append(data)
+                if data["type"] != "traces":
+                    (replies if data["type"] == "error" else states).append(data)
             return hello, replies, states
 
 
@@ -175,10 +176,11 @@ def test_a_token_guards_the_page_the_socket_and_the_keys(serve):
     assert web.key() == "s" and web.key() == "", "the key without the token was refused"
 
 
-async def _watch(web, steps):
+async def _watch(web, steps, traces=None):
     """Connect, then for each (state, made) publish it and read until its state message
-    arrives: returns per step the binaries ([(header, jpeg)]) and the state that came.
-    Each step waits for its state, so no message is replaced before it is sent."""
+    arrives: returns per step the binaries ([(header, jpeg)]) and the state that came;
+    traces messages go to the list `traces`. Each step waits for its state, so no message
+    is replaced before it is sent."""
     import aiohttp
 
     out = []
@@ -192,8 +194,12 @@ async def _watch(web, steps):
                     msg = await ws.receive(timeout=10)
                     if msg.type == aiohttp.WSMsgType.BINARY:
                         binaries.append(split_binary(msg.data))
-                    elif json.loads(msg.data)["type"] == "state":
-                        out.append((binaries, json.loads(msg.data)))
+                        continue
+                    data = json.loads(msg.data)
+                    if data["type"] == "traces" and traces is not None:
+                        traces.append(data)
+                    elif data["type"] == "state":
+                        out.append((binaries, data))
                         break
     return out
 
@@ -241,51 +247,106 @@ def test_images_are_sent_only_when_they_change(serve):
     assert CAMERA_BOX == (632, 480)
 
 
-def _ring_trace(rate_hz, seconds, spike_at=None):
-    """A SensorRing fed like a device (blocks of samples on the host clock) and the trace
-    the view reads of it (liveview.traces), its times since the run began."""
-    from edgehar.app.liveview import traces
-    from edgehar.app.ringbuffer import SensorRing
-    from edgehar.contract.manifest import Manifest
+def _glove_series(rate_hz, seconds, spike_at=None):
+    """The shipped bundle's manifest and a glove's jittered samples on the host clock."""
     from edgehar.cli.demo import SHIPPED_DIR
+    from edgehar.contract.manifest import Manifest
 
     manifest = Manifest.load(SHIPPED_DIR / "litert-int8")
-    glove = manifest.stream("glove")
     n = int(rate_hz * seconds)
-    t = 100.0 + np.arange(n) / rate_hz + np.random.default_rng(1).uniform(0, 0.2 / rate_hz, n)  # jittered
-    values = np.sin(np.outer(t, np.arange(1, len(glove.channels) + 1))).astype(np.float32)
+    t = 100.0 + np.arange(n) / rate_hz + np.random.default_rng(1).uniform(0, 0.2 / rate_hz, n)
+    values = np.sin(np.outer(t, np.arange(1, len(manifest.stream("glove").channels) + 1))).astype(np.float32)
     if spike_at is not None:
         values[spike_at, :5] = 5.0  # one sample on every finger
-    ring = SensorRing(glove.channels, capacity=n + 10)
-    for i in range(0, n, 10):
-        ring.append(t[i:i + 10], values[i:i + 10])
-    rings = {"glove": ring, "imu": SensorRing(manifest.stream("imu").channels, capacity=10)}
-    return traces(manifest, rings, now=float(t[-1]), start=90.0)
+    return manifest, t, values
+
+
+def _rings(manifest, capacity):
+    from edgehar.app.ringbuffer import SensorRing
+
+    return {s.name: SensorRing(s.channels, capacity) for s in manifest.streams if s.kind == "sensor"}
+
+
+def _merge(kept, msg):
+    """What the page does with a traces message: the whole window replaces, a chunk adds
+    the samples newer than those it has; 5 s kept."""
+    if msg["full"]:
+        kept.clear()
+    for chunk in msg["chunks"]:
+        for tr in chunk:
+            t, v = trace_samples(tr)
+            old_t, old_v = kept.get(tr["name"], (np.zeros(0), np.zeros((0, len(tr["channels"])))))
+            new = t > (old_t[-1] if len(old_t) else -np.inf)
+            t, v = np.concatenate([old_t, t[new]]), np.concatenate([old_v, v[new]])
+            keep = t >= t[-1] - tr["window_s"] if len(t) else slice(None)
+            kept[tr["name"]] = (t[keep], v[keep])
 
 
 def test_the_traces_sent_are_the_rings_data(serve):
-    """At 100 Hz the 5 s trace fits the page's plot: every sample goes, its time within
-    half a millisecond and its value within half a level of the trace's range."""
-    glove, imu = _ring_trace(100.0, 6.0)
-    assert 499 <= len(glove.t) <= 501 and len(imu.t) == 0  # the last 5 s of 6 s at 100 Hz
+    """Frame by frame at 10 fps, a glove at 100 Hz: the first frame brings the whole
+    window, each later one only the new samples, and what the page holds is the ring's
+    last 5 s: every sample, its time within half a millisecond, its value within half a
+    level of its chunk's range. A second viewer that comes late starts from the whole window."""
+    from edgehar.app.liveview import traces
+
+    manifest, t, values = _glove_series(100.0, 8.0)
+    rings = _rings(manifest, len(t))
+    start, frames = 90.0, [105.5 + 0.1 * k for k in range(25)]  # 5.5 s of samples before the first frame
+    steps, given = [], 0
+    for now in frames:
+        upto = int(np.searchsorted(t, now, side="right"))
+        rings["glove"].append(t[given:upto], values[given:upto])
+        given = upto
+        steps.append((ViewState(now=now - start, traces=traces(manifest, rings, now, start)), 0.0))
     web = serve()
-    (_, state), = _run(_watch(web, [(ViewState(traces=[glove, imu]), 0.0)]))
-    sent_glove, sent_imu = state["traces"]
-    assert sent_glove["name"] == glove.name and sent_glove["channels"] == list(glove.channels) == [
-        "flex_thumb", "flex_index", "flex_middle", "flex_ring", "flex_pinky"]
-    t, v = trace_samples(sent_glove)
-    assert len(t) == len(glove.t) and np.abs(t - glove.t).max() <= 0.0005 + 1e-9
-    step = (glove.values.max() - glove.values.min()) / 999
-    assert np.abs(v - glove.values).max() <= step / 2 + 1e-6
-    assert sent_imu["t_end"] is None and trace_samples(sent_imu)[1].shape == (0, 3)  # no data yet: said, not faked
-    size = len(json.dumps(state["traces"], separators=(",", ":")))
-    assert size < 20_000, size  # 2500 values and 500 times as short integers, not floats
+    got = []
+    _run(_watch(web, steps, traces=got))
+    assert [m["full"] for m in got] == [True] + [False] * 24
+    kept: dict = {}
+    for msg in got:
+        _merge(kept, msg)
+    glove, imu = steps[-1][0].traces
+    assert imu.name == "imu accelerometer" and len(kept["imu accelerometer"][0]) == 0  # no data: said, not faked
+    sent_t, sent_v = kept[glove.name]
+    # the page keeps the 5 s before its newest sample; the ring's window is the 5 s before now
+    assert 0 <= glove.t[0] - sent_t[0] <= 0.1 and sent_t[-1] == glove.t[-1]
+    sent_t, sent_v = sent_t[sent_t >= glove.t[0] - 0.0005], sent_v[sent_t >= glove.t[0] - 0.0005]
+    assert 499 <= len(glove.t) <= 501 and len(sent_t) == len(glove.t)
+    assert np.abs(sent_t - glove.t).max() <= 0.0005 + 1e-9
+    assert np.abs(sent_v - glove.values).max() <= (glove.values.max() - glove.values.min()) / 999 / 2 + 1e-6
+    chunk_sizes = [len(json.dumps(m)) for m in got[1:]]
+    assert max(chunk_sizes) < 2_500 < len(json.dumps(got[0])), chunk_sizes  # a frame's samples, not 5 s of them
+    # a viewer that comes now starts from the whole window
+    late = []
+    _run(_watch(web, [steps[-1]], traces=late))
+    assert late[0]["full"] and len(late) == 1
+    kept = {}
+    _merge(kept, late[0])
+    assert np.abs(kept[glove.name][0] - glove.t).max() <= 0.0005 + 1e-9
+
+
+def test_a_viewer_far_behind_gets_the_whole_window_again():
+    from edgehar.app.webview import _MAX_TRACE_CHUNKS, _Viewer
+
+    viewer = _Viewer(ws=None, transport=None, full_traces=lambda: "whole")
+    assert viewer._traces() == "whole" and viewer._traces() is None  # a new viewer: the whole window, once
+    viewer.offer({"traces": "[1]", "state": "{}"})
+    viewer.offer({"traces": "[2]"})
+    assert viewer._traces() == '{"type":"traces","full":false,"chunks":[[1],[2]]}'
+    for _ in range(_MAX_TRACE_CHUNKS + 1):
+        viewer.offer({"traces": "[3]"})
+    assert viewer._traces() == "whole" and viewer.trace_chunks == []
 
 
 def test_a_fast_trace_is_decimated_to_the_plot_width_keeping_its_spikes():
     """A 1 kHz sensor: 5000 samples become at most TRACE_POINTS (the page's plot width),
     each run's minimum and maximum, so a one-sample spike is still drawn."""
-    glove, _ = _ring_trace(1000.0, 5.0, spike_at=3210)
+    from edgehar.app.liveview import traces
+
+    manifest, t, values = _glove_series(1000.0, 5.0, spike_at=3210)
+    rings = _rings(manifest, len(t))
+    rings["glove"].append(t, values)
+    glove = traces(manifest, rings, float(t[-1]), 90.0)[0]
     t, v = decimate(glove.t, glove.values)
     assert len(t) <= TRACE_POINTS and len(glove.t) > 8 * TRACE_POINTS
     assert np.all(np.diff(t) >= 0) and t[0] == glove.t[0] and t[-1] == glove.t[-1]
