@@ -11,7 +11,11 @@ Debian's chromedriver as well). Everything listens on 127.0.0.1.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -125,3 +129,33 @@ def test_the_page_shows_the_live_view_and_its_keys_work(demo_url, browser, tmp_p
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 50_000  # the view, not an empty page
     context.close()
+
+
+def test_the_record_page_labels_with_its_buttons(browser, tmp_path):
+    """`edgehar record --serve`: the page shows the camera with REC, the labelling keys as
+    buttons, and a click starts the activity in the recording, as the window's key does."""
+    out = tmp_path / "session"
+    proc = subprocess.Popen([sys.executable, "-m", "edgehar.cli", "record", "--out", str(out), "--simulate",
+                             "--activities", "reach,grasp", "--seconds", "120", "--headless", "--serve", "127.0.0.1:0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "DISPLAY": ""})
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "live view at" in line:
+                break
+        url = re.search(r"live view at (\S+)", "".join(lines)).group(1)
+        threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_function("document.getElementById('camera').dataset.frame === '160x120'", timeout=WAIT_MS)
+        assert [page.text_content(f"#key-{k}") for k in "012"] == ["stop 0", "reach 1", "grasp 2"]
+        assert _text(page, "#label") == "no activity"
+        page.click("#key-2")
+        page.wait_for_function("document.getElementById('label').textContent === 'grasp'", timeout=WAIT_MS)
+        assert page.get_attribute("#key-2", "aria-pressed") == "true" and "2  grasp" in _text(page, "#protocol")
+        page.close()
+    finally:
+        stop_demo(proc)
+    assert re.search(r"wrote .*; 1 labels\)", "".join(lines)), "".join(lines)
