@@ -37,7 +37,7 @@ import numpy as np
 
 from .display import TRACE_SECONDS, Trace, ViewState
 
-JPEG_QUALITY = 75  # the camera: what the window's rendered view used
+JPEG_QUALITY = 75  # the camera image
 SEGMENTS_JPEG_QUALITY = 90  # GAF tiles have sharp cell edges that 75 blurs visibly
 CAMERA_BOX = (632, 480)  # (w, h): the window's camera box (display.render_view), which the page copies
 TRACE_POINTS = 600  # the page's trace plot is at most this many pixels wide: more samples draw nothing more
