@@ -90,9 +90,10 @@ class LiveView:
     time (after each prediction and while waiting for the next): a turn draws the view at
     the video's fps, writes one video image per slot (the video keeps the run's clock),
     shows the window and reads its keys. p (pause) and t (thumbnails) are the view's
-    own; every key is returned, so the caller acts on q and s. The page is drawn only
-    while someone watches it, and at once after a prediction (it shows it without
-    waiting for the next frame's slot).
+    own; every key is returned, so the caller acts on q and s. The page is sent frames
+    only while someone watches it: at the video's fps, and at once after a prediction
+    (its state without a camera image, so it shows without waiting for the next slot
+    and the camera stays at the view's rate).
     """
 
     def __init__(self, manifest: Manifest, rings: Mapping[str, SensorRing | FrameRing], sources, state: ViewState,
@@ -163,12 +164,12 @@ class LiveView:
             while self.next_frame <= (now if end is None else min(now, end)):
                 self.video.write(image)
                 self.next_frame += self.frame_period
-        elif self.video is None:  # a frame for a fresh prediction starts the next period: fps stays the rate
+        elif slot and self.video is None:
             self.next_frame = now + self.frame_period
         if self.window is not None:
             self.window.show(image)
-        if watched:
-            self.web.publish(self.state, made=self._made)
+        if watched:  # a frame for a fresh prediction between slots: its state and segments, no camera image
+            self.web.publish(self.state, made=self._made, camera=slot)
         key = self.window.poll_key() if self.window is not None else (self._keys() if self._keys else "")
         return self._key(key or (self.web.key() if self.web is not None else ""))
 

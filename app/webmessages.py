@@ -13,7 +13,7 @@ WebSocket message, each made once in the live loop's thread for every viewer:
   every frame was ~23 kB of JSON per frame at 100 Hz; the new samples are ~1 kB.
 - **camera** (binary, only when the camera frame is a new one): the frame alone as a
   JPEG at the camera's own size, or shrunk to fit the box the page shows it in
-  (`CAMERA_BOX`, the window's camera box), never enlarged.
+  (`CAMERA_BOX`), never enlarged; at most at the view's rate.
 - **segments** (binary, only when a new prediction changed them, ~4 Hz): every
   modality's N sampled inputs (the thumbnails `liveview.thumbnails` draws for the window)
   packed side by side in one JPEG, with where each tile lies.
@@ -39,7 +39,7 @@ from .display import TRACE_SECONDS, Trace, ViewState
 
 JPEG_QUALITY = 75  # the camera image
 SEGMENTS_JPEG_QUALITY = 90  # GAF tiles have sharp cell edges that 75 blurs visibly
-CAMERA_BOX = (632, 480)  # (w, h): the window's camera box (display.render_view), which the page copies
+CAMERA_BOX = (640, 480)  # (w, h): the page's camera box (about the window's, 632 x 480): a VGA camera goes unscaled
 TRACE_POINTS = 600  # the page's trace plot is at most this many pixels wide: more samples draw nothing more
 TRACE_LEVELS = 999  # values are sent as integers 0..TRACE_LEVELS over the trace's own range
 _TILE_GAP = 4

@@ -218,13 +218,14 @@ class WebView:
 
         self._runner = asyncio.run_coroutine_threadsafe(serve(), loop).result(_STOP_TIMEOUT_S)
 
-    def publish(self, state: ViewState, made: float = 0.0) -> None:
+    def publish(self, state: ViewState, made: float = 0.0, camera: bool = True) -> None:
         """Send one frame of the view to every viewer; never blocks. `made`: the wall time
-        the prediction it shows was made (the page's lag is measured from it)."""
+        the prediction it shows was made (the page's lag is measured from it); `camera`:
+        False leaves the camera image out of this frame (one between the view's slots)."""
         if self._loop is None:
             return
         messages: dict[str, str | bytes] = {}
-        if state.frame is not self._sent_frame:
+        if camera and state.frame is not self._sent_frame:
             messages["camera"] = camera_message(state.frame)
             self._sent_frame = state.frame
         thumbnails = state.thumbnails or None  # hidden or none yet: one empty message, not one per frame

@@ -14,7 +14,8 @@ by playwright (`executable_path`, no browser download):
 - lag: for every prediction, from the moment it was made (the wall clock of the demo,
   sent with the state) to the moment the page has drawn the state that shows it
   (the page's `edgehar:frame` event, Date.now() in the browser: same machine, same clock).
-- per frame, both ways, in this process (`frame_costs`): what the page is sent now
+- per frame, both ways, in this process (`frame_costs`; with the simulated 160x120 camera
+  and with its frames scaled to a 640x480 camera's): what the page is sent now
   (`WebView.publish`: state JSON with the traces, the camera JPEG when new, the
   segments when a prediction changed them) against the window's whole 1280x720 view
   drawn and JPEG-encoded (what `--serve` sent before), on the same states of a
@@ -102,13 +103,14 @@ def _pct(values, q) -> float:
     return round(float(np.percentile(values, q)), 1) if len(values) else float("nan")
 
 
-def frame_costs(frames: int = 400, fps: float = 10.0) -> dict:
+def frame_costs(frames: int = 400, fps: float = 10.0, camera_size: tuple[int, int] | None = None) -> dict:
     """The server's work per view frame, the page's messages against the window's view as
     a JPEG, timed alternately on the same states: `frames` frames at `fps` of a simulated
     person (seed 0) seen through the shipped bundle's contract, a new prediction's
     segments every hop (their colour-mapping, done once per prediction for the window and
     the page alike, is left out of both). The server's loop thread, which only queues the
-    bytes for the viewers (none here), is not counted."""
+    bytes for the viewers (none here), is not counted. `camera_size` (w, h): the simulated
+    camera's frames scaled to a real camera's size first (its JPEG is most of the cost)."""
     from types import SimpleNamespace
 
     import cv2
@@ -137,6 +139,8 @@ def frame_costs(frames: int = 400, fps: float = 10.0) -> dict:
             rings[s.name] = SensorRing(s.channels, capacity=len(series.timestamps) + 1)
             rings[s.name].append(series.timestamps, series.values.astype(np.float32))
     camera = rec.series["camera"]
+    camera_frames = camera.frames if camera_size is None else np.stack(
+        [cv2.resize(f, camera_size, interpolation=cv2.INTER_LINEAR) for f in camera.frames])
     sampler = SegmentSampler(manifest.num_segments, train=False)
     rng = np.random.default_rng(0)
     health = {s.name: StreamHealth(s.name, f"sim://{s.name}", "connected", rate_hz=s.rate_hz, battery_pct=90)
@@ -151,7 +155,7 @@ def frame_costs(frames: int = 400, fps: float = 10.0) -> dict:
         for k in range(frames):
             now = manifest.window_s + k / fps
             state.now = now - start
-            state.frame = camera.frames[max(0, np.searchsorted(camera.timestamps, now) - 1)]
+            state.frame = camera_frames[max(0, np.searchsorted(camera.timestamps, now) - 1)]
             state.traces = traces(manifest, rings, now, start)
             if k % per_hop == 0:  # a prediction: its tiles, probabilities and latency
                 window = {n: between(rec.series[n], now - manifest.window_s, now) for n in rec.series}
@@ -176,7 +180,7 @@ def frame_costs(frames: int = 400, fps: float = 10.0) -> dict:
     finally:
         web.close()
     old_ms, new_ms = 1e3 * np.median(old), 1e3 * np.median(new)
-    return {"frames": frames, "camera": f"{camera.frames.shape[2]}x{camera.frames.shape[1]}",
+    return {"frames": frames, "camera": f"{camera_frames.shape[2]}x{camera_frames.shape[1]}",
             "whole_view_ms_p50": round(old_ms, 3), "page_messages_ms_p50": round(new_ms, 3),
             "whole_view_ms_mean": round(1e3 * float(np.mean(old)), 3),
             "page_messages_ms_mean": round(1e3 * float(np.mean(new)), 3),
@@ -232,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=400, help="view frames timed both ways in this process (default 400)")
     args = p.parse_args(argv)
     result = measure(args.viewers, args.seconds, args.screenshot)
-    result["per_frame"] = frame_costs(args.frames)
+    result["per_frame"] = [frame_costs(args.frames), frame_costs(args.frames, camera_size=(640, 480))]
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     result["command"] = "python benchmarks/serve_cost.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -177,7 +177,7 @@ def test_a_token_guards_the_page_the_socket_and_the_keys(serve):
 
 
 async def _watch(web, steps, traces=None):
-    """Connect, then for each (state, made) publish it and read until its state message
+    """Connect, then for each (state, made[, camera]) publish it and read until its state message
     arrives: returns per step the binaries ([(header, jpeg)]) and the state that came;
     traces messages go to the list `traces`. Each step waits for its state, so no message
     is replaced before it is sent."""
@@ -187,8 +187,8 @@ async def _watch(web, steps, traces=None):
     async with aiohttp.ClientSession() as session:
         async with session.ws_connect(f"http://127.0.0.1:{web.port}/ws") as ws:
             assert json.loads((await ws.receive(timeout=10)).data)["type"] == "hello"
-            for state, made in steps:
-                web.publish(state, made=made)
+            for state, made, *camera in steps:
+                web.publish(state, made=made, camera=camera[0] if camera else True)
                 binaries = []
                 while True:
                     msg = await ws.receive(timeout=10)
@@ -210,8 +210,9 @@ def _tiles(n, h, w, value):
 
 def test_images_are_sent_only_when_they_change(serve):
     """The camera goes when the frame is a new one (shrunk to the page's camera box, never
-    enlarged), the segments when a new prediction brought new tiles (not per frame), one
-    empty segments message when they are hidden; the state goes every frame."""
+    enlarged) and the frame is a slot of the view's rate, the segments when a new
+    prediction brought new tiles (not per frame), one empty segments message when they
+    are hidden; the state goes every frame."""
     web = serve()
     big = np.zeros((720, 1280, 3), np.uint8)
     small = np.zeros((120, 160, 3), np.uint8)
@@ -221,21 +222,21 @@ def test_images_are_sent_only_when_they_change(serve):
     steps = [(s, 1.0)]
     s = ViewState(frame=big, thumbnails=first, smoothed="walking", now=0.1)  # same objects: a frame, no new prediction
     steps.append((s, 1.0))
-    steps.append((ViewState(frame=small, thumbnails=first, now=0.2), 1.0))  # a new camera frame
-    steps.append((ViewState(frame=small, thumbnails=second, now=0.3), 2.0))  # a new prediction's tiles
+    steps.append((ViewState(frame=small, thumbnails=second, now=0.15), 2.0, False))  # a prediction between slots
+    steps.append((ViewState(frame=small, thumbnails=second, now=0.2), 2.0))  # the slot: its camera frame
     steps.append((ViewState(frame=None, thumbnails=[], show_thumbnails=False, now=0.4), 2.0))  # stale camera, hidden
     steps.append((ViewState(frame=None, thumbnails=[], show_thumbnails=False, now=0.5), 2.0))
     got = _run(_watch(web, steps))
     kinds = [[h["kind"] for h, _ in binaries] for binaries, _ in got]
-    assert kinds == [["segments", "camera"], [], ["camera"], ["segments"], ["segments", "camera"], []]
+    assert kinds == [["segments", "camera"], [], ["segments"], ["camera"], ["segments", "camera"], []]
     assert [state["seq"] for _, state in got] == [1, 2, 3, 4, 5, 6]
-    assert [state["made"] for _, state in got] == [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
+    assert [state["made"] for _, state in got] == [1.0, 1.0, 2.0, 2.0, 2.0, 2.0]
     assert got[0][1]["label"] == "walking" and got[0][1]["confidence"] == 0.8
 
     (seg, seg_jpeg), (cam, cam_jpeg) = got[0][0]
-    assert (cam["width"], cam["height"]) == (632, 356) and cam_jpeg[:2] == b"\xff\xd8"  # fitted into CAMERA_BOX
-    assert cv2.imdecode(np.frombuffer(cam_jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (356, 632, 3)
-    assert (got[2][0][0][0]["width"], got[2][0][0][0]["height"]) == (160, 120)  # smaller: its own size
+    assert (cam["width"], cam["height"]) == (640, 360) and cam_jpeg[:2] == b"\xff\xd8"  # fitted into CAMERA_BOX
+    assert cv2.imdecode(np.frombuffer(cam_jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (360, 640, 3)
+    assert (got[3][0][0][0]["width"], got[3][0][0][0]["height"]) == (160, 120)  # smaller: its own size
     assert [r["name"] for r in seg["rows"]] == ["rgb", "glove"]
     sheet = cv2.imdecode(np.frombuffer(seg_jpeg, np.uint8), cv2.IMREAD_COLOR)
     for row, (_, tiles) in zip(seg["rows"], first):
@@ -244,7 +245,7 @@ def test_images_are_sent_only_when_they_change(serve):
             assert (w, h) == tile.shape[1::-1]
             assert np.abs(sheet[y:y + h, x:x + w].astype(int) - tile).mean() < 3  # each tile where the header says
     assert got[4][0][0][0]["rows"] == [] and got[4][0][1] == ({"kind": "camera", "width": 0, "height": 0}, b"")
-    assert CAMERA_BOX == (632, 480)
+    assert CAMERA_BOX == (640, 480)
 
 
 def _glove_series(rate_hz, seconds, spike_at=None):
@@ -363,7 +364,7 @@ def test_a_slow_viewer_drops_frames_and_holds_up_no_one(serve):
     reads again and misses the rest; publishing never waits for it, and a viewer beside
     it gets every frame's successor."""
     web = serve()
-    noise = np.random.default_rng(0).integers(0, 256, (480, 632, 3), np.uint8)  # ~0.4 MB as a JPEG
+    noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)  # ~0.4 MB as a JPEG
     slow = socket.socket()
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     slow.connect(("127.0.0.1", web.port))
