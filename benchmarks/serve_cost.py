@@ -47,9 +47,10 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's
 # Chromium as root on a machine with a closed network: no sandbox, no GPU, no background calls home.
 CHROMIUM_FLAGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync")
-# Installed in every page: counts frames and the lag of each newly shown prediction.
+# Installed in every page: counts frames (states drawn) and camera images, and the lag of each newly shown prediction.
 PAGE_PROBE = """
-window.__frames = 0; window.__lags = []; let made = null;
+window.__frames = 0; window.__camera = 0; window.__lags = []; let made = null;
+document.addEventListener('edgehar:camera', () => { window.__camera++; });
 document.addEventListener('edgehar:frame', (ev) => {
   window.__frames++;
   const s = ev.detail;
@@ -205,11 +206,12 @@ def measure(viewers: int, seconds: float, screenshot: Path | None) -> dict:
                 for page in pages:
                     page.wait_for_function("window.__frames >= 5", timeout=60_000)
                     page.evaluate("window.__lags = []")
-                frames0 = [page.evaluate("window.__frames") for page in pages]
+                count = "[window.__frames, window.__camera]"
+                counts0 = [page.evaluate(count) for page in pages]
                 t0 = time.monotonic()
                 served = _cpu_share(proc.pid, seconds)
                 elapsed = time.monotonic() - t0
-                fps = [(page.evaluate("window.__frames") - f0) / elapsed for page, f0 in zip(pages, frames0)]
+                rates = [[(b - a) / elapsed for a, b in zip(c0, page.evaluate(count))] for page, c0 in zip(pages, counts0)]
                 lags_ms = [1e3 * lag for page in pages for lag in page.evaluate("window.__lags")]
                 if screenshot is not None:
                     pages[0].screenshot(path=str(screenshot), full_page=True)
@@ -221,7 +223,8 @@ def measure(viewers: int, seconds: float, screenshot: Path | None) -> dict:
         "viewers": viewers, "seconds": seconds, "view_fps": 10.0,
         "cpu_pct_one_core": {"nobody_watching": round(idle, 1), "watched": round(served, 1),
                              "serving": round(served - idle, 1)},
-        "frames_per_s_per_viewer": [round(f, 1) for f in fps],
+        "frames_per_s_per_viewer": [round(f, 1) for f, _ in rates],  # states drawn: view slots + predictions
+        "camera_images_per_s_per_viewer": [round(c, 1) for _, c in rates],
         "lag_ms": {"n": len(lags_ms), "p50": _pct(lags_ms, 50), "p90": _pct(lags_ms, 90), "p99": _pct(lags_ms, 99),
                    "max": round(max(lags_ms), 1) if lags_ms else None},
     }
