@@ -10,7 +10,7 @@ WebSocket message, each made once in the live loop's thread for every viewer:
 - **traces** (text, JSON, before the state that follows new samples): the samples each
   trace gained since the last frame (`trace_json(trace, since)`), which the page adds to
   the 5 s it keeps; a new viewer first gets the whole 5 s. Sending the whole window
-  every frame was ~23 kB of JSON per frame at 100 Hz; the new samples are ~1 kB.
+  every frame was ~19 kB of JSON (glove and IMU at 100 Hz); a frame's new samples ~0.7 kB.
 - **camera** (binary, only when the camera frame is a new one): the frame alone as a
   JPEG at the camera's own size, or shrunk to fit the box the page shows it in
   (`CAMERA_BOX`), never enlarged; at most at the view's rate.
