@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgehar.app.display import Trace, ViewError, ViewState
+from edgehar.app.display import ViewError, ViewState
 from edgehar.app.webmessages import CAMERA_BOX, TRACE_POINTS, decimate, split_binary, trace_samples
 from edgehar.app.webview import WebView, bind, is_loopback, page_token
 from edgehar.argtypes import host_port
