@@ -4,8 +4,8 @@ The page (web/live.html, one static file shipped with the package: no build step
 CDN) shows what the window shows -- camera with the smoothed label, top-3 bars, the
 sampled segments, 5 s traces, stream status, per-stage latency -- and draws it itself,
 in canvas and DOM, from the messages app.webmessages makes: the view's state as JSON
-every frame, the camera image as a JPEG when it is a new one, the segments' tiles when
-a prediction changed them. The page's buttons and keys send the window's keys back (p,
+every frame, the traces' new samples, the camera image as a JPEG when it is a new one
+(at the view's slots), the segments' tiles when a prediction changed them. The page's buttons and keys send the window's keys back (p,
 s, t; in `record` the labelling keys), which the live loop reads like the window's.
 
 Why aiohttp: one well-kept package gives both HTTP and WebSocket servers on asyncio,
@@ -19,7 +19,9 @@ whatever the number of viewers, in the live loop's thread (where the window's vi
 drawn); the loop thread only queues bytes. Each viewer has a queue of one per kind of
 message (the newest state, camera image or segments replaces one not yet sent), so a
 viewer on a slow link misses frames and never holds up the others, the devices or the
-hops, and still gets the newest of each kind.
+hops, and still gets the newest of each kind. The traces' new samples are kept for it in
+order, as text already made, up to 50 frames; past that, and when it first connects, it
+is sent the traces' whole window instead.
 
 Safe by default: no listener unless asked; 127.0.0.1 unless a host is given. A
 non-loopback host needs a token (`--token`, else a random one printed in the URL) to
