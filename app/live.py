@@ -110,7 +110,7 @@ class WindowScheduler:
         self.manifest = manifest
         self.backend = backend
         self.rings = rings
-        self._sampler = SegmentSampler(manifest.num_segments, train=False)
+        self._sampler = SegmentSampler.for_manifest(manifest, train=False)
         self._frames = FrameTransform.from_manifest(manifest)
 
     def stale_streams(self, t_end: float, stale_s: float = STALE_S) -> tuple[str, ...]:

@@ -29,6 +29,10 @@ GAF_KINDS = ("summation", "difference")
 # "window": rescale each channel over the K samples of the window (official MMTSA code).
 # "range": rescale over fixed per-channel [lo, hi] (calibrated sensor ranges).
 GAF_SCALINGS = ("window", "range")
+# "sparse": one time in each of N equal segments of the window (MMTSA sec. 3.2, TSN);
+# "dense": N evenly spaced times inside one segment-long clip (the dense clip sampling the
+# MMTSA paper argues against), for its sparse-vs-dense ablation (contract/preprocess/sampling.py)
+SAMPLINGS = ("sparse", "dense")
 # "gaf": sensor windows imaged as GAF, (N, C, K, K); "series": the same K-sample windows
 # rescaled to [-1, 1] and fed raw, (N, C, K), for models whose paper reads raw sequences
 # (recurrent and 1-D conv encoders); "frames": camera frames, (N, 3, crop, crop).
@@ -109,6 +113,7 @@ class Manifest:
     gaf_k: int = 32  # K samples per sensor window (-> K x K GAF images, or K raw values for "series")
     gaf_kind: str = "summation"
     gaf_scaling: str = "window"
+    sampling: str = "sparse"  # one of SAMPLINGS: where the N times fall in the window
     frame_resize: int = 72  # resize the frame's short side to this many pixels ...
     frame_crop: int = 64  # ... then centre-crop a square of this side
     frame_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # RGB, after /255
@@ -307,6 +312,7 @@ def _validate(m: Manifest) -> None:
     check(isinstance(m.gaf_k, int) and m.gaf_k >= 2, "gaf_k", f"{m.gaf_k!r} must be an integer >= 2")
     check(m.gaf_kind in GAF_KINDS, "gaf_kind", f"{m.gaf_kind!r} is not one of {GAF_KINDS}")
     check(m.gaf_scaling in GAF_SCALINGS, "gaf_scaling", f"{m.gaf_scaling!r} is not one of {GAF_SCALINGS}")
+    check(m.sampling in SAMPLINGS, "sampling", f"{m.sampling!r} is not one of {SAMPLINGS}")
     check(0 < m.frame_crop <= m.frame_resize, "frame_crop", f"{m.frame_crop!r} must be in (0, frame_resize={m.frame_resize}]")
     check(len(m.frame_mean) == 3 and len(m.frame_std) == 3, "frame_mean", "mean and std need 3 values (RGB)")
     check(all(s > 0 for s in m.frame_std), "frame_std", f"{m.frame_std!r} must be > 0")

@@ -195,7 +195,7 @@ class WindowSampler:
         self.recordings = recordings
         self.train = train
         self._rng = np.random.default_rng(seed)
-        self._sampler = SegmentSampler(manifest.num_segments, train=train, seed=seed + 1)
+        self._sampler = SegmentSampler.for_manifest(manifest, train=train, seed=seed + 1)
         self._frames = FrameTransform.from_manifest(manifest)
         self._label_index = {name: i for i, name in enumerate(manifest.labels)}
         w = manifest.window_s

@@ -34,6 +34,28 @@ def test_train_times_random_inside_their_segments() -> None:
     assert (spread > 0.9 * 0.75).all()
 
 
+def test_dense_times_are_one_segment_long_clip() -> None:
+    """Dense sampling (the MMTSA paper's contrast): N evenly spaced times inside one clip of a
+    segment's length, centred in eval, anywhere in the window in training."""
+    times = SegmentSampler(3, train=False, dense=True).times(T0, T1)
+    np.testing.assert_allclose(times, [11.0 + 1 / 6, 11.5, 12.0 - 1 / 6])  # the centre clip [11, 12)
+    sampler = SegmentSampler(3, train=True, seed=2, dense=True)
+    draws = np.stack([sampler.times(T0, T1) for _ in range(200)])  # (200, 3)
+    np.testing.assert_allclose(np.diff(draws, axis=1), 1 / 3)  # evenly spaced, a third of a segment apart
+    assert (draws >= T0).all() and (draws < T1).all()
+    # clips reach both ends of the window (the first time sits half a spacing, 1/6 s, into its clip)
+    assert draws[:, 0].min() < T0 + 0.25 and draws[:, -1].max() > T1 - 0.25
+
+
+def test_manifest_sampling_picks_the_sampler() -> None:
+    from edgehar.contract.manifest import Manifest, ModalitySpec, StreamSpec
+
+    m = Manifest(streams=(StreamSpec("imu", "sensor", 50.0, ("ax",)),), modalities=(ModalitySpec("imu", "imu", "gaf", ("ax",)),),
+                 labels=("a", "b"), sampling="dense")
+    assert SegmentSampler.for_manifest(m, train=False).dense
+    assert not SegmentSampler.for_manifest(Manifest.from_dict({**m.to_dict(), "sampling": "sparse"}), train=False).dense
+
+
 def test_seed_reproducible() -> None:
     a = [SegmentSampler(3, train=True, seed=7).times(T0, T1) for _ in range(2)]
     np.testing.assert_array_equal(a[0], a[1])

@@ -15,28 +15,49 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..manifest import Manifest
+
 
 class SegmentSampler:
-    """Draws N aligned sample times in a window: random per segment in training, centres in eval."""
+    """Draws N aligned sample times in a window: random per segment in training, centres in eval.
 
-    def __init__(self, num_segments: int, train: bool, seed: int | None = None):
+    `dense=True` is the contrast the MMTSA paper draws (sec. 1, 3.2): instead of one time
+    per segment spread over the whole window, N evenly spaced times inside ONE clip of a
+    segment's length ((t1 - t0) / N), placed at random in training and centred in eval.
+    Same number of snippets, same cost; only the temporal coverage differs. The paper does
+    not say how long its dense clips are; one segment's length keeps the two samplers'
+    inputs the same size and spacing the snippets K-ish samples apart at N = 3.
+    """
+
+    def __init__(self, num_segments: int, train: bool, seed: int | None = None, dense: bool = False):
         if num_segments < 1:
             raise ValueError(f"num_segments must be >= 1, got {num_segments}")
         self.num_segments = num_segments
         self.train = train
+        self.dense = dense
         # Own generator, so a seeded sampler is reproducible whatever else draws numbers.
         self._rng = np.random.default_rng(seed)
 
-    def times(self, t0: float, t1: float) -> np.ndarray:
-        """(N,) float64 times in [t0, t1), one inside each of N equal segments, ascending.
+    @classmethod
+    def for_manifest(cls, manifest: Manifest, train: bool, seed: int | None = None) -> "SegmentSampler":
+        """The sampler a bundle's manifest asks for (its N and its `sampling`)."""
+        return cls(manifest.num_segments, train=train, seed=seed, dense=manifest.sampling == "dense")
 
-        train: uniform inside its segment (TSN's random snippet); eval: the segment centre.
+    def times(self, t0: float, t1: float) -> np.ndarray:
+        """(N,) float64 times in [t0, t1), ascending.
+
+        Sparse: one inside each of N equal segments, uniform in training (TSN's random
+        snippet), the segment centre in eval. Dense: see the class doc.
         """
         if not t1 > t0:
             raise ValueError(f"empty observation window [{t0}, {t1})")
         n = self.num_segments
+        seg = (t1 - t0) / n
+        if self.dense:
+            start = t0 + (self._rng.random() if self.train else 0.5) * (t1 - t0 - seg)  # clip [start, start + seg)
+            return start + (np.arange(n) + 0.5) * (seg / n)
         offset = self._rng.random(n) if self.train else np.full(n, 0.5)  # (N,) in [0, 1)
-        return t0 + (np.arange(n) + offset) * ((t1 - t0) / n)
+        return t0 + (np.arange(n) + offset) * seg
 
 
 def sensor_windows(
