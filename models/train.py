@@ -15,14 +15,14 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..contract.manifest import SENSOR_TYPES, Manifest, ModalitySpec
+from ..contract.manifest import GAF_KINDS, GAF_SCALINGS, SAMPLINGS, SENSOR_TYPES, Manifest, ModalitySpec
 from .bundle import write_bundle
 from .datasets import DataError, LabelledData, LabelledRecording, WindowSampler, load_data
 from .flops import count_macs
@@ -43,7 +43,12 @@ class TrainConfig:
     gaf_k: int | None = None  # K samples per sensor window
     # "window": rescale each sensor window over its own K samples (official MMTSA code);
     # "range": over per-channel ranges calibrated on the training split (keeps amplitude)
-    gaf_scaling: str | None = None
+    gaf_scaling: Literal[GAF_SCALINGS] | None = None
+    gaf_kind: Literal[GAF_KINDS] = "summation"  # GASF ("summation") or GADF ("difference") images
+    sampling: Literal[SAMPLINGS] = "sparse"  # one time per segment, or one dense clip (MMTSA's ablation)
+    # < 1: a class-imbalanced training split, each of a seeded half of the classes keeps this
+    # share of its training bouts (`imbalanced`); validation and test are untouched
+    minority_keep: float = 1.0
     epochs: int = 30
     batch_size: int = 32
     lr: float = 3e-3  # AdamW peak learning rate, one-cycle schedule
@@ -83,6 +88,8 @@ def build_manifest(data: LabelledData, cfg: TrainConfig) -> Manifest:
         num_segments=cfg.num_segments or recipe.num_segments,
         gaf_k=cfg.gaf_k or recipe.k,
         gaf_scaling=scaling,
+        gaf_kind=cfg.gaf_kind,
+        sampling=cfg.sampling,
         model=cfg.model,
     )
 
@@ -106,11 +113,17 @@ def train(cfg: TrainConfig, data: LabelledData | None = None, progress: bool = T
     if data is None:
         data = load_data(cfg.data, frame_resize=Manifest.frame_resize, progress=progress)
     manifest = build_manifest(data, cfg)
-    model = create_model(cfg.model, input_shapes=manifest.input_shapes(), num_classes=len(manifest.labels), **cfg.model_config)
+    try:
+        model = create_model(cfg.model, input_shapes=manifest.input_shapes(), num_classes=len(manifest.labels), **cfg.model_config)
+    except AssertionError as exc:  # a config's own range check (`__post_init__`), against this data's shapes
+        if not cfg.model_config:
+            raise
+        raise DataError(f"{cfg.model} with {cfg.model_config} does not fit data {data.name!r}: {exc}") from None
     manifest = replace(manifest, model_config=model.config.to_dict())
     out.mkdir(parents=True, exist_ok=True)  # only now: a bad data source or model leaves no empty folder
 
-    train_set = WindowSampler(manifest, data.split("train"), train=True, seed=cfg.seed)
+    train_recs = imbalanced(data.split("train"), data.labels, cfg.minority_keep, cfg.seed)
+    train_set = WindowSampler(manifest, train_recs, train=True, seed=cfg.seed)
     val_recs = data.split("val")
     val_set = _EvalSet(WindowSampler(manifest, val_recs, train=False)) if val_recs else None
     test_set = _EvalSet(WindowSampler(manifest, data.split("test"), train=False))
@@ -133,6 +146,33 @@ def train(cfg: TrainConfig, data: LabelledData | None = None, progress: bool = T
     write_bundle(out / "bundle", model, manifest)
     _write_reports(out, metrics, manifest.labels)
     return metrics
+
+
+def imbalanced(recordings: list[LabelledRecording], labels: tuple[str, ...], keep: float, seed: int) -> list[LabelledRecording]:
+    """A class-imbalanced copy of the training recordings (residual attention's WSVM ablation).
+
+    Half the classes (rounded down, at least one), drawn with `seed`, are minority classes:
+    each keeps `keep` of its labelled bouts (rounded up, at least one), the bouts kept drawn
+    with the same seed. Bouts, not whole recordings, are dropped because a simulated or
+    recorded session holds every activity; the sensor series stay, only their labels go, so
+    a dropped bout is simply never sampled. `keep` >= 1 returns the recordings unchanged.
+    """
+    if keep >= 1.0:
+        return recordings
+    if not 0.0 < keep:
+        raise DataError(f"minority_keep must be in (0, 1], got {keep}")
+    rng = np.random.default_rng(seed)
+    minority = set(rng.choice(len(labels), size=max(1, len(labels) // 2), replace=False).tolist())
+    bouts = [(ri, bi) for ri, r in enumerate(recordings) for bi, (_, _, act) in enumerate(r.labels)
+             if act in labels and labels.index(act) in minority]
+    dropped: set[tuple[int, int]] = set()
+    for c in sorted(minority):
+        mine = [b for b in bouts if labels.index(recordings[b[0]].labels[b[1]][2]) == c]
+        if mine:
+            kept = rng.choice(len(mine), size=max(1, math.ceil(keep * len(mine))), replace=False)
+            dropped |= {b for i, b in enumerate(mine) if i not in set(kept.tolist())}
+    return [replace(r, labels=[lab for bi, lab in enumerate(r.labels) if (ri, bi) not in dropped])
+            for ri, r in enumerate(recordings)]
 
 
 class _EvalSet:
