@@ -64,13 +64,23 @@ Choices where the paper is silent or where we differ:
   whole modalities per sample (`modality_keep_mask`, keeps >= 1) and treats them exactly
   as missing; their L_M^v is left out for those samples. Stage 1 has no modality dropout:
   each branch classifies its own modality, there is nothing to fuse.
+
+Component ablation (the paper's Table 2, `components` below):
+- `mar="none"` is "CAM w/o MAR": stage 2 trains the modalities together with plain LSTM
+  cells (c'' = c, no collaborators) and keeps the late fusion.
+- `mar="one_way"` is "CAM w/o RGB" / "w/o Depth": collaboration updates the cell state of
+  one modality only (`mar_target`, its index in the manifest); the others run plain LSTMs.
+  For M > 2 the target gets a collaborator from every other modality, as in "mutual".
+- `fusion="average"` replaces the correlative fusion C^f (eq. 2.13-2.14) by averaging the
+  present modalities' logits Y_M^v, the "straightforward fusion" of the paper's sec. 1.
+  Logits, not probabilities, for the reason `baselines.score_avg` gives (LiteRT int8).
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -102,9 +112,24 @@ class CAMConfig(ConfigMixin):
     dropout: float = 0.3  # before each linear classifier C^v, C_M^v
     modality_dropout: float = 0.2  # train-time P(zero one modality of a sample), stage 2
     stage1_fraction: float = 0.5  # share of the training epochs given to stage 1
+    # stage 2's cells: every modality aided by the others (the paper), only `mar_target`
+    # aided ("one_way", Table 2's "w/o RGB"/"w/o Depth") or plain LSTMs ("none", "w/o MAR")
+    mar: Literal["mutual", "one_way", "none"] = "mutual"
+    mar_target: int = 0  # the modality (manifest index) whose cell is aided when mar="one_way"
+    fusion: Literal["correlative", "average"] = "correlative"  # eq. 2.13-2.14, or mean of the Y_M^v
+
+    components: ClassVar[dict[str, tuple[str, ...]]] = {
+        "mutual MAR + correlative fusion (paper)": (),
+        "without MAR": ("mar=none",),  # Table 2 "CAM w/o MAR"
+        "one-directional MAR, modality 0 aided": ("mar=one_way", "mar_target=0"),
+        "one-directional MAR, modality 1 aided": ("mar=one_way", "mar_target=1"),
+        "averaged instead of correlative fusion": ("fusion=average",),
+    }
 
     def __post_init__(self) -> None:
         check_shapes(self.input_shapes)
+        M = len(self.input_shapes)
+        assert 0 <= self.mar_target < M, f"mar_target must be a modality index in [0, {M}), got {self.mar_target}"
         assert self.num_classes >= 2, f"num_classes must be >= 2, got {self.num_classes}"
         assert self.feature_dim >= 1 and self.hidden >= 1 and self.attention_dim >= 1, (
             f"feature_dim, hidden, attention_dim must be >= 1, got {self.feature_dim}, {self.hidden}, {self.attention_dim}"
@@ -174,13 +199,16 @@ class Collaborator(nn.Module):
 
 class MutualAidRNN(nn.Module):
     """M LSTMs whose cell states collaborate (eqs. 2.6-2.10), unrolled over the T steps.
-    `collaborators[i]` is G_{u->v} for (u, v) = `pairs[i]`, every ordered pair u != v."""
+    `collaborators[i]` is G_{u->v} for (u, v) = `pairs[i]`, every ordered pair u != v with
+    v among `aided` (default: all, the paper's mutual aid); a cell not aided is a plain
+    LSTM (c'' = c)."""
 
-    def __init__(self, input_sizes: list[int], hidden: int):
+    def __init__(self, input_sizes: list[int], hidden: int, aided: tuple[int, ...] | None = None):
         super().__init__()
         M = len(input_sizes)
+        self.aided = tuple(range(M)) if aided is None else aided
         self.cells = nn.ModuleList(LSTMCell(d, hidden) for d in input_sizes)  # E_M^v, eq. 2.6
-        self.pairs = [(u, v) for v in range(M) for u in range(M) if u != v]
+        self.pairs = [(u, v) for v in self.aided for u in range(M) if u != v]
         self.collaborators = nn.ModuleList(Collaborator(input_sizes[u], hidden) for u, _ in self.pairs)
 
     def forward(self, xs: list[torch.Tensor], z: torch.Tensor) -> list[torch.Tensor]:
@@ -198,6 +226,11 @@ class MutualAidRNN(nn.Module):
             new_h, new_c = [], []
             for v in range(M):
                 hv, cv = self.cells[v].step(_step(xp[v], t), h[v], c[v])  # eq. 2.6
+                if v not in self.aided:  # a plain LSTM cell (the ablations without mutual aid)
+                    new_h.append(hv)
+                    new_c.append(cv)
+                    outs[v].append(hv)
+                    continue
                 # eqs. 2.8, 2.10: c'' = z'^v c + sum_u z'^u (G_{u->v} * c) = c * (z'^v + sum_u z'^u G_{u->v})
                 mix = wt[:, v : v + 1]
                 for i, (u, target) in enumerate(self.pairs):
@@ -245,11 +278,13 @@ class Collaboration(nn.Module):
     def __init__(self, config: CAMConfig):
         super().__init__()
         cfg = config
-        self.mar = MutualAidRNN([cfg.feature_dim] * cfg.num_modalities, cfg.hidden)
+        aided = {"mutual": None, "one_way": (cfg.mar_target,), "none": ()}[cfg.mar]
+        self.mar = MutualAidRNN([cfg.feature_dim] * cfg.num_modalities, cfg.hidden, aided)
         self.attention = nn.ModuleList(TemporalAttention(cfg.hidden, cfg.attention_dim) for _ in cfg.input_shapes)
         self.classifiers = nn.ModuleList(_classifier(cfg) for _ in cfg.input_shapes)
         self.pairs = cfg.fusion_pairs()
-        self.fusion = nn.Linear(len(self.pairs) * cfg.num_classes**2, cfg.num_classes)  # C^f
+        # C^f; None for the averaged-logits ablation
+        self.fusion = nn.Linear(len(self.pairs) * cfg.num_classes**2, cfg.num_classes) if cfg.fusion == "correlative" else None
 
     def forward(self, feats: list[torch.Tensor], z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-modality logits Y_M^v (B, M, K) and attention Z_M (B, M, N)."""
@@ -260,7 +295,10 @@ class Collaboration(nn.Module):
 
     def fuse(self, logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """Eqs. 2.13-2.14: (B, M, K) logits, (B, M) presence -> fused logits (B, K).
-        A missing modality's prediction is the uniform distribution."""
+        A missing modality's prediction is the uniform distribution. With fusion="average":
+        the mean of the present modalities' logits (zeros if none is present)."""
+        if self.fusion is None:
+            return (logits * present[:, :, None]).sum(dim=1) / present.sum(dim=1, keepdim=True).clamp(min=1.0)
         p = torch.softmax(logits * present[:, :, None], dim=-1)  # zeroed logits: uniform p for a missing modality
         # outer products as matmuls: LiteRT's int8 softmax needs its fixed output scale, which
         # a consuming int8 multiply would override (the converter then rejects the model)

@@ -59,12 +59,26 @@ Choices where the paper is silent or where we differ:
   whole f^j_{1:N} of random samples with `modality_keep_mask` before the ASO: exactly the
   features a dropped stream produces, so the model trains for the run-time condition.
   No rescaling of the kept modalities (the goal is robustness, not regularisation).
+
+Component ablation (the paper's sec. 4.3, `components` below; defaults = the full model):
+- `aso`: "mean" (eq. 2 as used), "max" (max over the segments) or "gru" (a GRU over
+  f^i_{1:N}, hidden d_f so c^i keeps its width, last state), Table 1.
+- `rnn`: "lstm" / "gru" replace each MCU by an LSTM / GRU over f^i_{1:N} with no action
+  content at all, h_N concatenated as before (Table 2). No ASO runs then.
+- `content="self"`: g^i = c^i, MCU-self (Table 4, experiment I of Table 3).
+- `mix="concat"`: experiment II's "simple concatenation" instead of the cross-modality mix
+  module: f~_t = W_c [f_t || g] = W_f f_t + W_g g, a linear map of the concatenation with
+  no tanh, no integration score s_t (eq. 7-10 replaced). The paper gives no formula; this
+  is the plainest reading, and W_c split by columns as eq. 9's W_s is.
+- `layer_norm=False`: every LN of eq. 7-14 becomes the identity (experiment III).
+Table 3's experiments I and II also turn LN off, so their rows set `layer_norm=false` too.
+A dropped modality's features are zero; "max" keeps that zero, "gru" maps it to a constant.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -72,6 +86,7 @@ from torch import nn
 from .backbone import Stage
 from .encoders import SegmentEncoder, check_shapes
 from .modality import modality_keep_mask
+from .recurrent import GRU, LSTM
 from .registry import SERIES_RECIPE, ConfigMixin, register_model
 
 Shape = tuple[int, ...]  # (N, C, H, W) or (N, C, K), no batch axis
@@ -93,6 +108,24 @@ class MMixerConfig(ConfigMixin):
     stages: tuple[Stage, ...] = ((1, 16, 1, 2), (4, 24, 1, 2), (4, 32, 1, 2), (4, 64, 1, 1))
     dropout: float = 0.2  # on the concatenated h_N before the classifier
     modality_dropout: float = 0.2  # train-time P(zero one modality's features for a sample)
+    # component switches (module doc, paper sec. 4.3); the defaults are the full M-Mixer
+    aso: Literal["mean", "max", "gru"] = "mean"  # action summarizing operator, eq. 2 (Table 1)
+    rnn: Literal["mcu", "lstm", "gru"] = "mcu"  # the recurrent unit per modality (Table 2)
+    content: Literal["cross", "self"] = "cross"  # g^i: the others' contents, or its own (MCU-self)
+    mix: Literal["gated", "concat"] = "gated"  # eq. 7-10's mix module, or a plain concatenation
+    layer_norm: bool = True  # the LNs of eq. 7-14
+
+    components: ClassVar[dict[str, tuple[str, ...]]] = {
+        "MCU (paper, Table 3 IV)": (),
+        "ASO max pooling": ("aso=max",),  # Table 1
+        "ASO GRU": ("aso=gru",),
+        "LSTM instead of MCU": ("rnn=lstm",),  # Table 2
+        "GRU instead of MCU": ("rnn=gru",),
+        "MCU-self": ("content=self",),  # Table 4
+        "no layer norm (III)": ("layer_norm=false",),  # Table 3
+        "concatenation instead of mix module, no LN (II)": ("mix=concat", "layer_norm=false"),
+        "self content, no LN (I)": ("content=self", "layer_norm=false"),
+    }
 
     def __post_init__(self) -> None:
         check_shapes(self.input_shapes)
@@ -117,8 +150,9 @@ class MMixerConfig(ConfigMixin):
 
     @property
     def content_dim(self) -> int:
-        """Length of g^i: (M-1) * d_c, or d_c for one modality (MCU-self)."""
-        return max(self.num_modalities - 1, 1) * self.feature_dim
+        """Length of g^i: (M-1) * d_c, or d_c for one modality or MCU-self."""
+        others = 1 if self.content == "self" else max(self.num_modalities - 1, 1)
+        return others * self.feature_dim
 
 
 class LayerNorm(nn.LayerNorm):
@@ -146,18 +180,24 @@ class MCUStep(NamedTuple):
 class MCU(nn.Module):
     """Multi-modal Contextualization Unit of one modality, eq. 7-14, unrolled over the steps."""
 
-    def __init__(self, feature_dim: int, content_dim: int, hidden: int):
+    def __init__(self, feature_dim: int, content_dim: int, hidden: int, mix: str = "gated", layer_norm: bool = True):
         super().__init__()
         self.hidden = hidden
-        self.w_f, self.ln_f = nn.Linear(feature_dim, hidden, bias=False), LayerNorm(hidden)  # eq. 7
-        self.w_g, self.ln_g = nn.Linear(content_dim, hidden, bias=False), LayerNorm(hidden)  # eq. 8
-        # eq. 9's W_s split by columns, W_s [f_bar || g_bar] = W_sf f_bar + W_sg g_bar: g_bar is
-        # projected once per sequence instead of being copied to every step and concatenated
-        self.w_sf, self.w_sg = nn.Linear(hidden, hidden, bias=False), nn.Linear(hidden, hidden, bias=False)
-        self.ln_s = LayerNorm(hidden)
-        self.w_r, self.ln_r = nn.Linear(hidden, hidden, bias=False), LayerNorm(hidden)  # eq. 11
-        self.w_z, self.ln_z = nn.Linear(hidden, hidden, bias=False), LayerNorm(hidden)  # eq. 12
-        self.w_h, self.ln_h = nn.Linear(hidden, hidden, bias=False), LayerNorm(hidden)  # eq. 14
+        self.gated = mix == "gated"  # False: f~ = W_f f + W_g g, the concatenation ablation (module doc)
+
+        def norm() -> nn.Module:
+            return LayerNorm(hidden) if layer_norm else nn.Identity()
+
+        self.w_f, self.ln_f = nn.Linear(feature_dim, hidden, bias=False), norm()  # eq. 7
+        self.w_g, self.ln_g = nn.Linear(content_dim, hidden, bias=False), norm()  # eq. 8
+        if self.gated:
+            # eq. 9's W_s split by columns, W_s [f_bar || g_bar] = W_sf f_bar + W_sg g_bar: g_bar is
+            # projected once per sequence instead of being copied to every step and concatenated
+            self.w_sf, self.w_sg = nn.Linear(hidden, hidden, bias=False), nn.Linear(hidden, hidden, bias=False)
+            self.ln_s = norm()
+        self.w_r, self.ln_r = nn.Linear(hidden, hidden, bias=False), norm()  # eq. 11
+        self.w_z, self.ln_z = nn.Linear(hidden, hidden, bias=False), norm()  # eq. 12
+        self.w_h, self.ln_h = nn.Linear(hidden, hidden, bias=False), norm()  # eq. 14
         # h_0 = 0 as a constant (broadcast over the batch): `zeros(B, ...)` would export as a
         # `full` op that XNNPACK does not take
         self.register_buffer("h0", torch.zeros(1, 1, hidden), persistent=False)
@@ -166,7 +206,11 @@ class MCU(nn.Module):
         """Cross-modality mix module, eq. 7-10, for every step at once (none depends on h).
 
         f (B, T, d_f), g (B, d_g) -> supplemented features f~ (B, T, d_h), scores s (B, T, d_h).
+        With mix="concat": f~ = W_f f + W_g g and s = 1/2 (nothing is scored).
         """
+        if not self.gated:
+            f_tilde = self.w_f(f) + self.w_g(g).reshape(-1, 1, self.hidden)  # W_c [f_t || g], (B, T, d_h)
+            return f_tilde, torch.full_like(f_tilde, 0.5)
         f_bar = torch.tanh(self.ln_f(self.w_f(f)))  # (B, T, d_h), eq. 7
         g_bar = torch.tanh(self.ln_g(self.w_g(g))).reshape(-1, 1, self.hidden)  # (B, 1, d_h), eq. 8
         s = torch.sigmoid(self.ln_s(self.w_sf(f_bar) + self.w_sg(g_bar)))  # (B, T, d_h), eq. 9
@@ -210,7 +254,14 @@ class MMixer(nn.Module):
         self.encoders = nn.ModuleList(  # E^i, eq. 1
             SegmentEncoder(s, d_f, width=config.width, stages=config.stages) for s in config.input_shapes
         )
-        self.mcus = nn.ModuleList(MCU(d_f, config.content_dim, d_h) for _ in config.input_shapes)  # MCU^i
+        M = config.num_modalities
+        if config.rnn == "mcu":  # MCU^i
+            self.mcus = nn.ModuleList(MCU(d_f, config.content_dim, d_h, config.mix, config.layer_norm) for _ in range(M))
+        else:  # Table 2: a plain LSTM / GRU per modality, no action content
+            rnn = LSTM if config.rnn == "lstm" else GRU
+            self.mcus = nn.ModuleList(rnn(d_f, d_h) for _ in range(M))
+        # ASO "gru": one GRU per modality summarising its segments into c^i (width d_f)
+        self.aso = nn.ModuleList(GRU(d_f, d_f) for _ in range(M)) if config.aso == "gru" else None
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.num_modalities * d_h, config.num_classes)  # W_p, b_p, eq. 5
 
@@ -225,24 +276,29 @@ class MMixer(nn.Module):
             f = [fi * keep[:, i, None, None] for i, fi in enumerate(f)]  # whole modalities, all segments
         return f
 
-    @staticmethod
-    def action_content(f: torch.Tensor) -> torch.Tensor:
-        """ASO, eq. 2, average pooling over the segments: (B, N, d_f) -> c (B, d_f)."""
+    def action_content(self, f: torch.Tensor, i: int = 0) -> torch.Tensor:
+        """ASO, eq. 2, of modality i: (B, N, d_f) -> c (B, d_f); average pooling over the
+        segments unless the config's `aso` says max pooling or a GRU."""
+        if self.config.aso == "max":
+            return f.amax(dim=1)
+        if self.aso is not None:
+            return self.aso[i](f)[:, -1]  # the GRU's last state
         # as a 4-D mean over the last two axes, (B, d_f, N, 1), the mean XNNPACK delegates
         return f.transpose(1, 2).unsqueeze(-1).mean(dim=(2, 3), keepdim=True).flatten(1)
 
-    @staticmethod
-    def cross_contents(c: list[torch.Tensor]) -> list[torch.Tensor]:
+    def cross_contents(self, c: list[torch.Tensor]) -> list[torch.Tensor]:
         """g^i of eq. 3 for each i: the other modalities' contents concatenated in modality
-        order, (B, (M-1)*d_c); with one modality its own content c^1 (MCU-self)."""
-        if len(c) == 1:
+        order, (B, (M-1)*d_c); with one modality, or content="self", its own content c^i (MCU-self)."""
+        if len(c) == 1 or self.config.content == "self":
             return c
         return [concat([cj for j, cj in enumerate(c) if j != i]) for i in range(len(c))]
 
     def final_states(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         """h^i_N of every modality, each (B, d_h)."""
         f = self.segment_features(*inputs)
-        g = self.cross_contents([self.action_content(fi) for fi in f])
+        if self.config.rnn != "mcu":  # Table 2: the sequence alone, no action content
+            return [rnn(fi)[:, -1] for rnn, fi in zip(self.mcus, f)]
+        g = self.cross_contents([self.action_content(fi, i) for i, fi in enumerate(f)])
         return [mcu(fi, gi) for mcu, fi, gi in zip(self.mcus, f, g)]
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:

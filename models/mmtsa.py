@@ -36,12 +36,22 @@ Choices where the paper is silent:
   robustness to a missing stream, not regularisation: inverted-dropout scaling would
   make "kept during training" differ from "present at run time". Real inputs are never
   all-zero (GASF images of a window, normalised camera frames).
+
+Component ablation (`segment_fusion`, the paper's Table 5 and `components` below). The
+paper compares its inter-segment attention with "direct feature concatenation" without
+saying what is concatenated; the per-segment features Y_Si of eq. 7 already concatenate
+the modalities, so "concat" here concatenates the N segments' Y_Si into one (N*M*d)
+vector before the same two FC layers (the head's input grows N-fold; nothing is
+weighted). "mean" averages the Y_Si over the segments, TSN's segmental consensus, i.e.
+eq. 9 with alpha fixed at 1/N. Both report alpha = 1/N from `forward_with_attention`:
+what each segment contributes before the head. The other rows (N, GASF/GADF, sparse vs
+dense sampling) are input-pipeline settings in the manifest, not model fields.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -65,6 +75,19 @@ class MMTSAConfig(ConfigMixin):
     hidden: int = 128  # width of the first FC layer
     dropout: float = 0.3  # dropout on the input of each FC layer
     modality_dropout: float = 0.2  # train-time P(zero one modality's features for a sample)
+    # how the N segments' features are fused: eq. 8-9 "attention" (the paper), "concat" or
+    # "mean" (its Table 5 ablation; module doc)
+    segment_fusion: Literal["attention", "concat", "mean"] = "attention"
+
+    components: ClassVar[dict[str, tuple[str, ...]]] = {
+        "segment attention (paper)": (),
+        "segment concatenation": ("segment_fusion=concat",),  # Table 5
+        "segment mean (TSN consensus)": ("segment_fusion=mean",),
+        "N = 1 segment": ("num_segments=1",),
+        "N = 5 segments": ("num_segments=5",),  # N = 3 is the full model's recipe
+        "GADF images": ("gaf_kind=difference",),  # GASF is the full model's
+        "dense sampling": ("sampling=dense",),  # one clip instead of one snippet per segment
+    }
 
     def __post_init__(self) -> None:
         assert len(self.input_shapes) >= 1, "need at least one modality"
@@ -104,10 +127,12 @@ class MMTSA(nn.Module):
         self.config = config
         M, d = config.num_modalities, config.feature_dim
         self.backbones = nn.ModuleList(MobileNetV2Backbone(config.backbone_config(j)) for j in range(M))  # W^j
-        self.attention = nn.Linear(M * d, 1, bias=False)  # w_att in R^{M*d}, eq. 8
+        # w_att in R^{M*d}, eq. 8; only the paper's attention fusion has it
+        self.attention = nn.Linear(M * d, 1, bias=False) if config.segment_fusion == "attention" else None
+        fused = M * d * (config.num_segments if config.segment_fusion == "concat" else 1)
         self.head = nn.Sequential(  # the two FC layers after eq. 9
             nn.Dropout(config.dropout),
-            nn.Linear(M * d, config.hidden),
+            nn.Linear(fused, config.hidden),
             nn.ReLU(),
             nn.Dropout(config.dropout),
             nn.Linear(config.hidden, config.num_classes),
@@ -134,8 +159,13 @@ class MMTSA(nn.Module):
         return y.flatten(2)  # (B, N, M*d)
 
     def forward_with_attention(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B, num_classes) and the segment attention weights alpha (B, N) of eq. 8."""
+        """Logits (B, num_classes) and the segment attention weights alpha (B, N) of eq. 8
+        (1/N each for the "concat" and "mean" fusions, which weigh nothing)."""
         y = self.segment_features(*inputs)  # (B, N, M*d)
+        if self.attention is None:
+            B, N = y.shape[:2]
+            g = y.flatten(1) if self.config.segment_fusion == "concat" else y.mean(dim=1)  # (B, N*M*d) | (B, M*d)
+            return self.head(g), torch.full((B, N), 1.0 / N, dtype=y.dtype, device=y.device)
         # scores laid out (B, 1, N) so the softmax runs over the last axis: XNNPACK only
         # delegates a last-axis softmax (over dim=1 of (B, N, 1) it falls to portable kernels)
         alpha = torch.softmax(self.attention(y).transpose(1, 2), dim=-1)  # (B, 1, N), eq. 8

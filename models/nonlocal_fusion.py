@@ -65,12 +65,19 @@ Choices where the paper is silent or where we differ:
   degrades to the other modalities instead of failing. Training zeroes whole modalities
   per sample with `modality_keep_mask` through the same flags, so dropout is exactly
   the run-time "missing" condition.
+
+Component ablation (`components` below): the paper's three fusion setups of Table 1 --
+video-led (`lead=0` on data whose first modality is the camera, as the simulated data's
+rgb), glove-led (`lead=1`, the sim data's glove) and symmetric (`lead=None`) -- and
+`nonlocal_block=False`, the same branches with no eq. 6 at all: each leading modality's
+own feature set is pooled, so the symmetric form becomes the late feature concatenation
+of the paper's Table 2 (pooled, not flattened, as above) with these exact branches.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -103,6 +110,14 @@ class NonLocalFusionConfig(ConfigMixin):
     series_channels: tuple[int, ...] = (32, 48, 64)  # glove sub-network: one conv + max-pool each
     dropout: float = 0.3  # before the final FC
     modality_dropout: float = 0.3  # train-time P(zero one modality of a sample)
+    nonlocal_block: bool = True  # False: no eq. 6, the leads' own features reach the head (ablation)
+
+    components: ClassVar[dict[str, tuple[str, ...]]] = {
+        "symmetric (default)": (),
+        "modality 0 leads (video-led on sim)": ("lead=0",),  # Table 1
+        "modality 1 leads (glove-led on sim)": ("lead=1",),
+        "no non-local block (late concatenation)": ("nonlocal_block=false",),  # Table 2's baseline
+    }
 
     def __post_init__(self) -> None:
         check_shapes(self.input_shapes)
@@ -239,7 +254,8 @@ class NonLocalFusionNet(nn.Module):
             for s in config.input_shapes
         )
         M = config.num_modalities
-        self.fusions = nn.ModuleList(NonLocalFusion(c, [c] * (M - 1), config.embed_dim) for _ in config.leads)
+        blocks = config.leads if config.nonlocal_block else ()
+        self.fusions = nn.ModuleList(NonLocalFusion(c, [c] * (M - 1), config.embed_dim) for _ in blocks)
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(len(config.leads) * c, config.num_classes))
 
     def branch_features(self, *inputs: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -262,6 +278,8 @@ class NonLocalFusionNet(nn.Module):
     def fused(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         """x^ of eq. 6 for every leading modality (one for asymmetric, M for symmetric), each (B, P_lead, c)."""
         feats, present = self.branch_features(*inputs)
+        if not self.config.nonlocal_block:  # the ablation: the leads' own feature sets, unfused
+            return [feats[lead] for lead in self.config.leads]
         out = []
         for lead, fusion in zip(self.config.leads, self.fusions):
             others = [m for m in range(len(feats)) if m != lead] or [lead]  # one modality: y = x

@@ -85,3 +85,44 @@ class LSTM(nn.Module):
             h, c = cell.step(xp[:, t : t + 1].flatten(1), h, c)  # a slice, not a select (module doc)
             outs.append(h)
         return torch.stack(outs[::-1] if reverse else outs, dim=1)
+
+
+class GRUCell(nn.Module):
+    """One GRU step (Cho et al. 2014, the gate equations of `nn.GRU`), written like `LSTMCell`:
+
+        r, z = sigmoid(W_xr x + b_xr + W_hr h + b_hr), sigmoid(W_xz x + b_xz + W_hz h + b_hz)
+        n    = tanh(W_xn x + b_xn + r * (W_hn h + b_hn))
+        h'   = (1 - z) * n + z * h
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.input_proj = nn.Linear(input_size, 3 * hidden_size)  # W_x, b_x for r, z, n
+        self.hidden_proj = nn.Linear(hidden_size, 3 * hidden_size)  # W_h, b_h (b_hn sits inside r *)
+
+    def step(self, xp: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
+        """xp: the projected input (B, 3H); h: (B, H), None for the zero state -> the new h (B, H)."""
+        H = self.hidden_size
+        hp = self.hidden_proj.bias if h is None else self.hidden_proj(h)  # W_h 0 + b_h = b_h
+        r = torch.sigmoid(xp[:, :H] + hp[..., :H])
+        z = torch.sigmoid(xp[:, H : 2 * H] + hp[..., H : 2 * H])
+        n = torch.tanh(xp[:, 2 * H :] + r * hp[..., 2 * H :])
+        return n - z * n if h is None else n + z * (h - n)
+
+
+class GRU(nn.Module):
+    """Unrolled one-directional GRU: (B, T, in) -> outputs (B, T, H), zero initial state."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.cell = GRUCell(input_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xp = self.cell.input_proj(x)  # (B, T, 3H), every step's input projection at once
+        h: torch.Tensor | None = None
+        outs: list[torch.Tensor] = []
+        for t in range(x.shape[1]):
+            h = self.cell.step(xp[:, t : t + 1].flatten(1), h)
+            outs.append(h)
+        return torch.stack(outs, dim=1)

@@ -77,6 +77,10 @@ class ConfigMixin:
     """
 
     input_recipe: ClassVar[InputRecipe] = InputRecipe()
+    # The family's component ablation from its paper (`edgehar evaluate --components`): row
+    # name -> `--set` items (models/settings.py) that turn the component off or swap it;
+    # the row with no items is the full model. Defined next to each family's config.
+    components: ClassVar[dict[str, tuple[str, ...]]] = {}
     # Fields every model config declares (annotations only: this mixin is no dataclass);
     # the properties and the check below derive from them.
     input_shapes: tuple[tuple[int, ...], ...]  # per modality, segments first

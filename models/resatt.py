@@ -77,12 +77,28 @@ Choices where the paper is silent or where we differ:
   `modality_keep_mask`, no rescaling) zeroes z_j of random samples, exactly what a
   missing stream produces at run time. Gating z_j rather than the encoder output is
   needed because a BiLSTM maps a zero sequence to a non-zero one (its biases).
+
+Component ablation (`components` below; the paper's Table 1 rows and its WSVM):
+- `variant`: the three RAF forms of Fig. 1.
+- `fusion="early"`: the paper's early fusion model, "static features from all data
+  modalities combined, then BiLSTM layers, then a dense layer": the modalities' per-step
+  encoder features are concatenated, projected to 2H by one Linear (the BiLSTM width, so
+  the stack's shortcuts stay identities), and go through ONE stack of the configured
+  `variant` and one FC to E. The paper's early model has plain BiLSTMs; keeping the same
+  temporal module makes the row differ from the full model only in where fusion happens.
+  Modality dropout zeroes a modality's encoder features before the concatenation; z is
+  gated by "any modality present".
+- `loss`: "weighted_hinge" (the WSVM, default), "hinge" (the same SVM, every class cost 1)
+  or "cross_entropy" (the trainer's `ctx.loss_fn` on the scores). The paper motivates the
+  weighting by class imbalance, so those rows train on a class-imbalanced split
+  (`minority_keep`, models/train.py `imbalanced`): with balanced classes the weights are
+  all 1 and the two hinges coincide.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -103,7 +119,9 @@ class ResAttConfig(ConfigMixin):
     # per-modality (N, C, H, W) or (N, C, K), in the manifest's modality order
     input_shapes: tuple[tuple[int, ...], ...] = ((8, 3, 64, 64), (8, 12, 32), (8, 6, 32))
     num_classes: int = 10  # set from the manifest's labels
-    variant: str = "late_residual"  # Fig. 1: "late_attention" | "fully_residual" | "late_residual"
+    variant: Literal[VARIANTS] = "late_residual"  # Fig. 1: "late_attention" | "fully_residual" | "late_residual"
+    fusion: Literal["late", "early"] = "late"  # joint vector of per-modality stacks, or one stack on fused steps
+    loss: Literal["weighted_hinge", "hinge", "cross_entropy"] = "weighted_hinge"  # the WSVM, or its ablations
     hidden: int = 32  # H: LSTM state per direction; encoder features and BiLSTM outputs are 2H
     layers: int = 2  # L: BiLSTM layers per modality
     attention_dim: int = 32  # A: length of the relevance score s^(i), eq. 2
@@ -118,6 +136,17 @@ class ResAttConfig(ConfigMixin):
     # frames per window cost what MMTSA's 3 do (and train 6x faster per frame here)
     stages: tuple[Stage, ...] = ((1, 16, 1, 2), (4, 24, 1, 2), (4, 32, 1, 2), (4, 64, 1, 1))
     series_channels: tuple[int, ...] = (32, 64)  # series encoder conv widths
+
+    components: ClassVar[dict[str, tuple[str, ...]]] = {
+        "late residual attention (default)": (),
+        "late attention": ("variant=late_attention",),  # Table 1 / Fig. 1
+        "fully residual attention": ("variant=fully_residual",),
+        "early fusion": ("fusion=early",),
+        # the WSVM's point: class imbalance; a seeded half of the classes keep 1/4 of their training bouts
+        "weighted hinge, imbalanced training split": ("minority_keep=0.25",),
+        "unweighted hinge, imbalanced training split": ("loss=hinge", "minority_keep=0.25"),
+        "cross-entropy, imbalanced training split": ("loss=cross_entropy", "minority_keep=0.25"),
+    }
 
     def __post_init__(self) -> None:
         check_shapes(self.input_shapes)
@@ -202,20 +231,25 @@ class ResidualAttentionFusion(nn.Module):
         self.encoders = nn.ModuleList(
             SegmentEncoder(s, D, cfg.width, cfg.stages, cfg.series_channels) for s in cfg.input_shapes
         )
+        stacks = 1 if cfg.fusion == "early" else cfg.num_modalities  # early: one stack on the fused steps
+        # early fusion: the concatenated per-step features projected to the BiLSTM width
+        self.project = nn.Linear(cfg.num_modalities * D, D) if cfg.fusion == "early" else None
         self.temporal = nn.ModuleList(
-            RABLStack(cfg.variant, cfg.hidden, cfg.layers, cfg.attention_dim, N) for _ in cfg.input_shapes
+            RABLStack(cfg.variant, cfg.hidden, cfg.layers, cfg.attention_dim, N) for _ in range(stacks)
         )
         self.embed = nn.ModuleList(  # sum_t W_{j,t} y_{j,t} + b_j
-            nn.Sequential(nn.Flatten(1), nn.Linear(N * D, cfg.embed_dim)) for _ in cfg.input_shapes
+            nn.Sequential(nn.Flatten(1), nn.Linear(N * D, cfg.embed_dim)) for _ in range(stacks)
         )
         self.dropout = nn.Dropout(cfg.dropout)
-        self.svm = nn.Linear(cfg.num_modalities * cfg.embed_dim, cfg.num_classes)  # (w_k, b_k), one-vs-rest
+        self.svm = nn.Linear(stacks * cfg.embed_dim, cfg.num_classes)  # (w_k, b_k), one-vs-rest
 
     def modality_representations(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-modality z_j (B, M, E), zero for a missing or dropped modality, and the
-        attention weights (B, M, attention layers, N_t, N_i)."""
+        attention weights (B, M, attention layers, N_t, N_i); with fusion="early" M is 1 (one fused stack)."""
         cfg = self.config
         assert len(inputs) == cfg.num_modalities, f"expected {cfg.num_modalities} inputs, got {len(inputs)}"
+        if self.project is not None:
+            return self._early_representation(*inputs)
         zs, weights = [], []
         for x, encoder, temporal, embed in zip(inputs, self.encoders, self.temporal, self.embed):
             y, a = temporal(encoder(x))  # (B, N, 2H), (B, layers', N, N)
@@ -226,6 +260,20 @@ class ResidualAttentionFusion(nn.Module):
             keep = modality_keep_mask(z.shape[0], cfg.num_modalities, cfg.modality_dropout, z.device, z.dtype)
             z = z * keep[:, :, None]
         return z, torch.stack(weights, dim=1)
+
+    def _early_representation(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Early fusion (module doc): z (B, 1, E) of the fused sequence and its attention (B, 1, ...)."""
+        cfg = self.config
+        feats = [encoder(x) for encoder, x in zip(self.encoders, inputs)]  # M x (B, N, 2H)
+        present = torch.stack([presence(x) for x in inputs], dim=1)  # (B, M)
+        if self.training and cfg.modality_dropout > 0:
+            keep = modality_keep_mask(present.shape[0], cfg.num_modalities, cfg.modality_dropout,
+                                      present.device, present.dtype)
+            feats = [f * keep[:, j, None, None] for j, f in enumerate(feats)]
+            present = present * keep
+        y, a = self.temporal[0](self.project(torch.cat(feats, dim=-1)))  # (B, N, 2H)
+        z = self.embed[0](y) * present.amax(dim=1, keepdim=True)  # (B, E), zero when nothing is there
+        return z[:, None], a[:, None]
 
     def forward_with_attention(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """SVM scores (B, num_classes) and attention weights (B, M, layers', N_t, N_i);
@@ -239,8 +287,13 @@ class ResidualAttentionFusion(nn.Module):
         return self.forward_with_attention(*inputs)[0]
 
     def training_loss(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, ctx: Any) -> torch.Tensor:
-        """The weighted SVM's loss (trainer hook): class-weighted multi-class hinge."""
-        return class_weighted_hinge(self(*inputs), labels, ctx.class_weights.to(labels.device))
+        """The weighted SVM's loss (trainer hook): class-weighted multi-class hinge; with
+        loss="hinge" every class weighs 1, with loss="cross_entropy" the trainer's `ctx.loss_fn`."""
+        scores = self(*inputs)
+        if self.config.loss == "cross_entropy":
+            return ctx.loss_fn(scores, labels)
+        weights = ctx.class_weights.to(labels.device)
+        return class_weighted_hinge(scores, labels, weights if self.config.loss == "weighted_hinge" else torch.ones_like(weights))
 
     def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
         """Random inputs with the config's shapes: the same ones export, tests and benchmarks use."""

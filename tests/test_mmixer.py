@@ -198,7 +198,7 @@ def test_cross_modality_content_comes_from_the_other_modalities(mix: str) -> Non
 
 def test_action_content_is_the_average_over_segments() -> None:
     f = torch.randn(3, 5, 7)
-    torch.testing.assert_close(MMixer.action_content(f), f.mean(dim=1))
+    torch.testing.assert_close(tiny().action_content(f), f.mean(dim=1))
 
 
 def test_one_modality_is_mcu_self() -> None:
