@@ -11,11 +11,20 @@ each modality alone (`train_ablation`, identical recipe), then writes
 - accuracy of the fused model with each modality removed at test time (zeros, as a
   dropped stream reaches it) and the largest drop;
 - parameters and MACs per prediction of the fused model, and training time.
+
+`evaluate_components` (`edgehar evaluate --components`) is the other table the papers
+report: each family's component ablation (MMTSA's segment fusion, N, GASF/GADF, sparse
+vs dense; CAM without MAR; M-Mixer's MCU parts; ...). The rows are named `--set`
+settings defined next to each family (`components` of its config class), trained with
+every modality fused, each over several seeds: mean ± std of test accuracy and macro-F1,
+and training time.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -23,29 +32,95 @@ from typing import Any
 
 from ..contract.manifest import Manifest
 from .datasets import load_data
-from .registry import list_models
-from .train import TrainConfig, train_ablation
+from .registry import list_models, model_config_class
+from .settings import apply_settings
+from .train import TrainConfig, train, train_ablation
 
 # the models of the table: the five papers' architectures and the baselines they compare against
 DEFAULT_MODELS = ("mmtsa", "cam", "mmixer", "nonlocal_fusion", "resatt", "late_concat", "score_avg")
 
 
-def evaluate_models(cfg: TrainConfig, models: tuple[str, ...] = (), progress: bool = True) -> list[dict[str, Any]]:
-    """Train and evaluate each model (fused + each single modality); write the table to `cfg.out`."""
+def evaluate_models(cfg: TrainConfig, models: tuple[str, ...] = (), progress: bool = True,
+                    settings: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Train and evaluate each model (fused + each single modality); write the table to `cfg.out`.
+    `settings` (`--set` items) apply to every model."""
     models = models or tuple(m for m in DEFAULT_MODELS if m in list_models())
     data = load_data(cfg.data, frame_resize=Manifest.frame_resize, progress=progress)
     started = time.perf_counter()
     rows = []
     for name in models:
-        runs = train_ablation(replace(cfg, model=name, out=str(Path(cfg.out) / name)), data=data, progress=progress)
+        run_cfg = apply_settings(replace(cfg, model=name, out=str(Path(cfg.out) / name)), settings)
+        runs = train_ablation(run_cfg, data=data, progress=progress)
         fused, singles = runs[0], runs[1:]
         rows.append({"model": name, "fused": fused, "single": {r["modalities"]: r for r in singles}})
     minutes = (time.perf_counter() - started) / 60
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation.json").write_text(json.dumps({"data": data.name, "minutes": round(minutes, 1), "rows": rows}, indent=2) + "\n")
-    (out / "evaluation.md").write_text(markdown(rows, data.name, [m.name for m in data.modalities], minutes))
+    _write(Path(cfg.out), {"data": data.name, "minutes": round(minutes, 1), "rows": rows},
+           markdown(rows, data.name, [m.name for m in data.modalities], minutes))
     return rows
+
+
+def evaluate_components(cfg: TrainConfig, models: tuple[str, ...] = (), seeds: int = 3, progress: bool = True,
+                        settings: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Each model's component ablation: every row of its config class's `components`, trained
+    with seeds cfg.seed .. cfg.seed + seeds - 1 on all modalities; `settings` first, the row's
+    on top. Writes `evaluation.md` / `evaluation.json` (each run's bundle in
+    `out/MODEL/ROW/seed-S/`) and returns one row per (model, component)."""
+    models = models or tuple(m for m in DEFAULT_MODELS if m in list_models())
+    data = load_data(cfg.data, frame_resize=Manifest.frame_resize, progress=progress)
+    started = time.perf_counter()
+    rows = []
+    for name in models:
+        for component, items in model_config_class(name).components.items():
+            runs = []
+            for seed in range(cfg.seed, cfg.seed + seeds):
+                out = Path(cfg.out) / name / _folder(component) / f"seed-{seed}"
+                run_cfg = apply_settings(replace(cfg, model=name, seed=seed, out=str(out)), settings + items)
+                runs.append(train(run_cfg, data=data, progress=progress))
+            rows.append({"model": name, "component": component, "settings": list(items), "seeds": seeds,
+                         **{k: _spread([r[k] for r in runs]) for k in ("accuracy", "macro_f1", "train_seconds")},
+                         "params": runs[0]["params"], "macs": runs[0]["macs"]})
+    minutes = (time.perf_counter() - started) / 60
+    _write(Path(cfg.out), {"data": data.name, "minutes": round(minutes, 1), "rows": rows},
+           components_markdown(rows, data.name, minutes))
+    return rows
+
+
+def _folder(component: str) -> str:
+    """A row's name as a folder name."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", component).strip("_")
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (0 for one value) of one figure over the seeds."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": values}
+
+
+def _write(out: Path, payload: dict[str, Any], md: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluation.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (out / "evaluation.md").write_text(md)
+
+
+def components_markdown(rows: list[dict[str, Any]], data: str, minutes: float) -> str:
+    """One table per model: component, settings, accuracy and macro-F1 (mean ± std, %), train s."""
+    lines = [f"## Component ablations on `{data}` (cross-subject test windows, all modalities; mean ± std over seeds)", ""]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        lines += [
+            f"### {model}",
+            "",
+            "| component | settings | accuracy % | macro-F1 % | params | MACs / prediction | train s | seeds |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in (r for r in rows if r["model"] == model):
+            acc, f1, secs = r["accuracy"], r["macro_f1"], r["train_seconds"]
+            settings = " ".join(f"`{s}`" for s in r["settings"]) or "(defaults)"
+            lines.append(f"| {r['component']} | {settings} | {pct(acc['mean'])} ± {pct(acc['std'])} | "
+                         f"{pct(f1['mean'])} ± {pct(f1['std'])} | {r['params']:,} | {r['macs'] / 1e6:.1f} M | "
+                         f"{secs['mean']:.0f} ± {secs['std']:.0f} | {r['seeds']} |")
+        lines.append("")
+    lines += [f"{len(rows)} rows trained in {minutes:.0f} min on this machine.", ""]
+    return "\n".join(lines)
 
 
 def markdown(rows: list[dict[str, Any]], data: str, modalities: list[str], minutes: float) -> str:

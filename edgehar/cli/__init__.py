@@ -163,6 +163,10 @@ def _parser() -> argparse.ArgumentParser:
                           help="'sim' (default), 'basicmotions', a folder of sessions, or a public data set as for train")
     evaluate.add_argument("--models", type=_names, default=(), metavar="A,B",
                           help="registered model names (default: the papers' models and the baselines)")
+    evaluate.add_argument("--components", action="store_true",
+                          help="run each model's component ablations from its paper instead of the modality ablation")
+    evaluate.add_argument("--seeds", type=positive_int, default=3, metavar="N",
+                          help="--components: train every row with seeds 0..N-1, report mean ± std (default 3)")
     _add_recipe_args(evaluate)
     evaluate.add_argument("--out", default="runs/evaluate", help="output folder (evaluation.md, evaluation.json, one folder per run)")
     evaluate.set_defaults(run=_evaluate)
@@ -458,6 +462,9 @@ def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=positive_float, dest="window_s", metavar="S", help="observation window (s)")
     parser.add_argument("--seed", type=int, help="random seed")
     parser.add_argument("--threads", type=positive_int, metavar="N", help="torch threads (default: all cores)")
+    parser.add_argument("--set", action="append", default=[], dest="settings", metavar="KEY=VALUE",
+                        help="a model-config or input-pipeline setting, e.g. fusion=concat or gaf_kind=difference; "
+                             "repeat for more (an unknown key lists the valid ones)")
 
 
 def _recipe(args: argparse.Namespace, cfg):
@@ -468,10 +475,17 @@ def _recipe(args: argparse.Namespace, cfg):
     return replace(cfg, **{k: v for k, v in given.items() if v is not None})
 
 
+def _with_settings(args: argparse.Namespace, cfg):
+    """`cfg` with the `--set` items, checked against `cfg.model`'s config class."""
+    from ..models.settings import apply_settings
+
+    return apply_settings(cfg, args.settings)
+
+
 def _train(args: argparse.Namespace) -> int:
     from ..models.train import TrainConfig, train, train_ablation
 
-    cfg = _recipe(args, TrainConfig(data=args.data, model=args.model, modalities=args.modalities, out=args.out))
+    cfg = _with_settings(args, _recipe(args, TrainConfig(data=args.data, model=args.model, modalities=args.modalities, out=args.out)))
     if args.ablation:
         train_ablation(cfg)
         print(Path(args.out, "ablation.md").read_text())
@@ -483,14 +497,23 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..models.evaluate import evaluate_models
+    from dataclasses import replace
+
+    from ..models.evaluate import DEFAULT_MODELS, evaluate_components, evaluate_models
     from ..models.registry import ModelNotFoundError, list_models
     from ..models.train import TrainConfig
 
     for name in args.models:
         if name not in list_models():
             raise ModelNotFoundError(name, list_models())
-    evaluate_models(_recipe(args, TrainConfig(data=args.data, out=args.out)), models=tuple(args.models))
+    cfg = _recipe(args, TrainConfig(data=args.data, out=args.out))
+    models = tuple(args.models) or tuple(m for m in DEFAULT_MODELS if m in list_models())
+    for name in models:  # every model must take the settings, checked before hours of training start
+        _with_settings(args, replace(cfg, model=name))
+    if args.components:
+        evaluate_components(cfg, models=models, seeds=args.seeds, settings=tuple(args.settings))
+    else:
+        evaluate_models(cfg, models=models, settings=tuple(args.settings))
     print(Path(args.out, "evaluation.md").read_text())
     return 0
 
