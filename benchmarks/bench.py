@@ -151,7 +151,7 @@ def measure_bundle(bundle: str | Path, runs: int = 200, warmup: int = 20, thread
         return row
     recordings = windows.recordings
     streams = [s.name for s in manifest.streams]
-    sampler = SegmentSampler(manifest.num_segments, train=False)
+    sampler = SegmentSampler.for_manifest(manifest, train=False)
     frames = FrameTransform.from_manifest(manifest)
 
     def query(i: int) -> tuple[dict[str, float], int]:

@@ -27,6 +27,8 @@ class SegmentSampler:
     Same number of snippets, same cost; only the temporal coverage differs. The paper does
     not say how long its dense clips are; one segment's length keeps the two samplers'
     inputs the same size and spacing the snippets K-ish samples apart at N = 3.
+    (`edgehar bench`'s sparse-vs-dense figure is the paper's other reading, "the entire
+    series": the trained weights run on enough segments to read every frame, N-fold cost.)
     """
 
     def __init__(self, num_segments: int, train: bool, seed: int | None = None, dense: bool = False):

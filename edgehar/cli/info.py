@@ -57,7 +57,7 @@ def _describe(folder: Path, m: Manifest, checked: str) -> list[str]:
         what = "frames" if s.kind == "camera" else f"{len(s.channels)} channels: {', '.join(s.channels)}"
         lines.append(f"  {s.name:<10} {s.rate_hz:g} Hz, {what}")
     lines += [
-        f"window     {m.window_s:g} s, one prediction every {m.hop_s:g} s; N={m.num_segments} segments, "
+        f"window     {m.window_s:g} s, one prediction every {m.hop_s:g} s; N={m.num_segments} {m.sampling} segments, "
         f"K={m.gaf_k} samples per sensor segment",
         f"gaf        {m.gaf_kind}, scaling {m.gaf_scaling}",
         f"frames     short side resized to {m.frame_resize}, centre crop {m.frame_crop}, RGB /255, "
