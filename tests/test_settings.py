@@ -111,6 +111,7 @@ def test_cli_bad_setting_is_one_line_before_any_training(tmp_path: Path) -> None
               "edgehar evaluate: error:", "unknown key 'mar' for mmtsa")
     _one_line(_cli("evaluate", "--components", "--models", "cam", "--set", "mar=sideways", "--out", str(tmp_path / "c")),
               "mar takes one of mutual, one_way, none, got 'sideways'")
+    _one_line(_cli("evaluate", "--seeds", "2", "--out", str(tmp_path / "s")), "--seeds is for --components")
     assert not any(tmp_path.iterdir())  # nothing written
 
 

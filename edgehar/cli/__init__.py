@@ -165,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="registered model names (default: the papers' models and the baselines)")
     evaluate.add_argument("--components", action="store_true",
                           help="run each model's component ablations from its paper instead of the modality ablation")
-    evaluate.add_argument("--seeds", type=positive_int, default=3, metavar="N",
+    evaluate.add_argument("--seeds", type=positive_int, metavar="N",
                           help="--components: train every row with seeds 0..N-1, report mean ± std (default 3)")
     _add_recipe_args(evaluate)
     evaluate.add_argument("--out", default="runs/evaluate", help="output folder (evaluation.md, evaluation.json, one folder per run)")
@@ -510,8 +510,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     models = tuple(args.models) or tuple(m for m in DEFAULT_MODELS if m in list_models())
     for name in models:  # every model must take the settings, checked before hours of training start
         _with_settings(args, replace(cfg, model=name))
+    if args.seeds is not None and not args.components:
+        raise EdgeharError("--seeds is for --components (the modality table trains each run once)")
     if args.components:
-        evaluate_components(cfg, models=models, seeds=args.seeds, settings=tuple(args.settings))
+        evaluate_components(cfg, models=models, seeds=args.seeds or 3, settings=tuple(args.settings))
     else:
         evaluate_models(cfg, models=models, settings=tuple(args.settings))
     print(Path(args.out, "evaluation.md").read_text())
