@@ -142,7 +142,7 @@ def frame_costs(frames: int = 400, fps: float = 10.0, camera_size: tuple[int, in
     camera = rec.series["camera"]
     camera_frames = camera.frames if camera_size is None else np.stack(
         [cv2.resize(f, camera_size, interpolation=cv2.INTER_LINEAR) for f in camera.frames])
-    sampler = SegmentSampler(manifest.num_segments, train=False)
+    sampler = SegmentSampler.for_manifest(manifest, train=False)
     rng = np.random.default_rng(0)
     health = {s.name: StreamHealth(s.name, f"sim://{s.name}", "connected", rate_hz=s.rate_hz, battery_pct=90)
               for s in manifest.streams}
