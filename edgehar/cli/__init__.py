@@ -19,7 +19,7 @@ from ..argtypes import host_port, non_negative_float, positive_float, positive_i
 from ..errors import EdgeharError, EdgeharWarning
 from ..app.config import SMOOTHING_MODES, STALE_S
 from ..app.mqtt import parse_mqtt_url
-from ..contract.formats import FORMATS, PRECISIONS
+from ..contract.formats import FORMATS, MAX_ACCURACY_DROP, MIN_AGREEMENT, PRECISIONS
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -207,6 +207,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--data", metavar="SOURCE", help="data the windows come from (default: the bundle's own)")
     export.add_argument("--eval-windows", type=positive_int, metavar="N", help="cap on held-out windows for the fidelity check")
     export.add_argument("--threads", type=positive_int, metavar="N", help="threads when running the exported model")
+    export.add_argument("--min-agreement", type=probability, default=MIN_AGREEMENT, metavar="P",
+                        help=f"fidelity floor: top-1 agreement with the fp32 model, 0..1 (default {MIN_AGREEMENT:g}); "
+                             "a lowered floor is recorded in the bundle's manifest")
+    export.add_argument("--max-accuracy-drop", type=probability, default=MAX_ACCURACY_DROP, metavar="D",
+                        help=f"fidelity floor: accuracy lost against the fp32 model, 0..1 (default {MAX_ACCURACY_DROP:g})")
     export.set_defaults(run=_export)
 
     bench = verbs.add_parser("bench", help="one table: bundle x format x precision -> accuracy, latency per stage, "
@@ -530,7 +535,8 @@ def _export(args: argparse.Namespace) -> int:
     from ..quantize import export_bundle
 
     result = export_bundle(args.bundle, args.out, args.format, args.precision, calibration=args.calibration,
-                           data=args.data, eval_windows=args.eval_windows, threads=args.threads)
+                           data=args.data, eval_windows=args.eval_windows, threads=args.threads,
+                           min_agreement=args.min_agreement, max_accuracy_drop=args.max_accuracy_drop)
     print(result.summary())
     return 0 if result.ok else 1
 
