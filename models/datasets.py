@@ -34,6 +34,7 @@ def default_bundle_dir() -> Path:
 # The simulated data sets `--data` names, and the cache folder each is generated into once.
 # Bump a folder's version when its generator changes (simulator/nuisance.py for sim-hard).
 SIM_DATASETS = {"sim": "sim-dataset-v1", "sim-hard": "sim-hard-dataset-v1"}
+NAMED_SOURCES = (*SIM_DATASETS, "basicmotions")  # what `load_data` takes by name, not as a folder
 
 
 def load_data(source: str, frame_resize: int | None = None, progress: bool = True) -> LabelledData:

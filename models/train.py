@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ..contract.manifest import SENSOR_TYPES, Manifest, ModalitySpec
 from .bundle import write_bundle
-from .datasets import DataError, LabelledData, LabelledRecording, WindowSampler, load_data
+from .datasets import NAMED_SOURCES, DataError, LabelledData, LabelledRecording, WindowSampler, load_data
 from .flops import count_macs
 from .metrics import classification_metrics
 from .public_datasets import is_public_source
@@ -253,7 +253,7 @@ def evaluate(model: nn.Module, test_set: _EvalSet, manifest: Manifest) -> dict[s
 def _source(data: str) -> str:
     """The data source as `load_data` takes it again: a name, `name:` + an absolute path
     for a public data set, or a folder's absolute path."""
-    if data in ("sim", "basicmotions"):
+    if data in NAMED_SOURCES:
         return data
     if is_public_source(data):
         name, path = data.split(":", 1)
