@@ -101,7 +101,7 @@ def export_bundle(source: str | Path, out_dir: str | Path, format: str, precisio
 
     calibration: number of training windows for int8 calibration.
     data: the data to draw windows from; default the bundle's `metrics["data"]`
-        ("sim", "basicmotions" or the absolute path of the sessions folder).
+        ("sim", "sim-hard", "basicmotions" or the absolute path of the sessions folder).
     eval_windows: cap on held-out test windows for the fidelity check (None: all).
     """
     fmt = get_format(format)
@@ -230,13 +230,16 @@ def _run_exporter(exporter, fmt: ExportFormat, eager, example, precision: str, c
 
 
 def _resolve_data(manifest: Manifest, data: str | None) -> str:
+    from ..models.datasets import NAMED_SOURCES
+
     source = data or manifest.metrics.get("data")
+    names = "|".join(NAMED_SOURCES)
     if not source:
         raise ExportError("the bundle's manifest does not say which data it was trained on "
-                          "(metrics.data); pass the data (--data sim|basicmotions|FOLDER)")
-    if source not in ("sim", "basicmotions") and not Path(source).is_dir():
-        raise ExportError(f"the bundle was trained on data {source!r}, which is not 'sim', 'basicmotions' "
-                          "or a folder here; pass the data (--data sim|basicmotions|FOLDER)")
+                          f"(metrics.data); pass the data (--data {names}|FOLDER)")
+    if source not in NAMED_SOURCES and not Path(source).is_dir():
+        raise ExportError(f"the bundle was trained on data {source!r}, which is not {', '.join(map(repr, NAMED_SOURCES))} "
+                          f"or a folder here; pass the data (--data {names}|FOLDER)")
     return str(source)
 
 

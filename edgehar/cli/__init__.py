@@ -147,7 +147,8 @@ def _parser() -> argparse.ArgumentParser:
 
     train = verbs.add_parser("train", help="train a model on simulated, recorded or BasicMotions data; writes a bundle")
     train.add_argument("--data", default="sim", metavar="SOURCE",
-                       help="'sim' (default; generated once), 'basicmotions', a folder of recorded sessions, or a public "
+                       help="'sim' (default; generated once), 'sim-hard' (the same world with nuisance factors: docs/sim-hard.md), "
+                            "'basicmotions', a folder of recorded sessions, or a public "
                             "data set: utd-mhad:PATH, mmact:PATH, mmact-session:PATH, egocentric:PATH (docs/datasets.md)")
     train.add_argument("--model", default="mmtsa", help="registered model name (see `edgehar models`)")
     train.add_argument("--modalities", type=_names, default=(), metavar="A,B",
@@ -160,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = verbs.add_parser("evaluate", help="train every model fused and on each modality alone; write the ablation table")
     evaluate.add_argument("--data", default="sim", metavar="SOURCE",
-                          help="'sim' (default), 'basicmotions', a folder of sessions, or a public data set as for train")
+                          help="'sim' (default), 'sim-hard', 'basicmotions', a folder of sessions, or a public data set as for train")
     evaluate.add_argument("--models", type=_names, default=(), metavar="A,B",
                           help="registered model names (default: the papers' models and the baselines)")
     _add_recipe_args(evaluate)
@@ -461,6 +462,17 @@ def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gaf-scaling", choices=("window", "range"), dest="gaf_scaling",
                        help="rescale sensor windows per window (official MMTSA) or over ranges calibrated on the training data (default: the model's recipe)")
     parser.add_argument("--window", type=positive_float, dest="window_s", metavar="S", help="observation window (s)")
+    parser.add_argument("--recipe", choices=("edge", "paper"),
+                        help="input recipe of GAF models: 'edge' (default, the shipped bundles') or 'paper', MMTSA's own: "
+                             "one 3-channel image per sensor, eq. 5 grey levels, 224 px, windows inside their segment, "
+                             "a wider backbone (docs/results.md); the flags below override single options")
+    parser.add_argument("--sensor-images", choices=("stream", "sensor"), dest="sensor_images",
+                        help="one GAF image per stream (all its channels) or per sensor (x/y/z as 3 channels)")
+    parser.add_argument("--gaf-size", type=int, dest="gaf_size", metavar="PX", help="GAF image side (8..512; 0 = K, no resize)")
+    parser.add_argument("--gaf-grey", choices=("float", "uint8"), dest="gaf_grey",
+                        help="feed the float field, or MMTSA eq. 5 grey levels truncated to uint8")
+    parser.add_argument("--window-bounds", choices=("window", "segment"), dest="window_bounds",
+                        help="keep each K-sample window inside the observation window or inside its segment (MMTSA eq. 6)")
     parser.add_argument("--seed", type=int, help="random seed")
     parser.add_argument("--threads", type=positive_int, metavar="N", help="torch threads (default: all cores)")
 
@@ -469,7 +481,8 @@ def _recipe(args: argparse.Namespace, cfg):
     """`cfg` (a TrainConfig) with the recipe flags the user gave."""
     from dataclasses import replace
 
-    given = {k: getattr(args, k) for k in ("epochs", "batch_size", "windows_per_bout", "lr", "num_segments", "gaf_k", "gaf_scaling", "window_s", "seed", "threads")}
+    given = {k: getattr(args, k) for k in ("epochs", "batch_size", "windows_per_bout", "lr", "num_segments", "gaf_k", "gaf_scaling", "window_s", "seed", "threads",
+                                          "recipe", "sensor_images", "gaf_size", "gaf_grey", "window_bounds")}
     return replace(cfg, **{k: v for k, v in given.items() if v is not None})
 
 
