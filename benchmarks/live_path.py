@@ -2,7 +2,7 @@
 
     python benchmarks/live_path.py [--sizes 160x120,640x480,1280x720,1920x1080] [--seconds 40]
         [--bundle DIR ...] [--session DIR] [--out benchmarks/results/live_path.json]
-    python benchmarks/live_path.py --sensors 1,2,4 [--rates 100,1000] [--epochs 30] [--seconds 40]
+    python benchmarks/live_path.py --sensors 1,2,4 [--rates 100,1000] [--epochs 8] [--seconds 40]
 
 For each bundle and camera size it runs `edgehar live --headless` as a user would: each
 sensor stream the bundle reads (glove, IMUs) from `replay://` of a recorded session, the
@@ -262,11 +262,17 @@ def default_bundles(work: Path) -> list[Path]:
 SENSOR_PLACEMENTS = ("wrist", "forearm", "chest", "ankle")
 SENSOR_CAMERA = (640, 480)  # as the camera rows' real-camera size
 SENSOR_RUNTIME = ("litert", "int8")
-# The default data set's size and the default recipe's epochs (those of the shipped bundle):
-# shorter ones (each activity once, 6-30 epochs) left models of 54-84 % whose int8 export
-# the fidelity floor rejected (top-1 agreement 92.5-97.5 % < 98 %; benchmarks/RESULTS.md).
+# What these rows time (ingesting k sensor streams, the rings, the GAF, one int8 inference)
+# does not depend on what the weights learned, so the bundles are trained briefly: the
+# default data set's size (each activity 3 times), 8 epochs, and exported under a floor
+# lowered to 90 % top-1 agreement and 5 points of accuracy, which every row's bundle states
+# (its test accuracy and agreement are columns of the table). The shipped recipe, 30 epochs
+# under export's 98 % floor, is about 1000 steps per bundle: hours for six on a 2-core
+# machine shared with other work; shorter trainings on smaller data sets (each activity
+# once) left models the 98 % floor rejected (benchmarks/RESULTS.md).
 SENSOR_DATA = ("--subjects", "10", "--repeats", "3")
-SENSOR_EPOCHS = 30
+SENSOR_EPOCHS = 8
+SENSOR_FLOOR = ("0.9", "0.05")  # export's --min-agreement, --max-accuracy-drop for these bundles
 P99_BUDGET_MS = 20.0  # issue 19: 4 IMUs + glove at 1 kHz keep total p99 <= 20 ms
 
 
@@ -297,8 +303,8 @@ def _edgehar(*args: str) -> None:
 def sensor_bundle(work: Path, imus: int, rate: float, epochs: int) -> tuple[Path, Path]:
     """(LiteRT int8 MMTSA over camera, glove and the first `imus` IMUs at `rate`, the data set
     it was trained on), made once into `work` by the project's own commands: `edgehar simulate
-    dataset`, `edgehar train`, `edgehar export` (whose fidelity floor applies: a bundle that
-    fails it stops the benchmark)."""
+    dataset`, `edgehar train`, `edgehar export` (under SENSOR_FLOOR: a bundle that fails it
+    stops the benchmark)."""
     from edgehar.contract.manifest import imu_stream
 
     data = work / f"sim-{len(SENSOR_PLACEMENTS)}imu-{rate:g}hz"
@@ -312,7 +318,8 @@ def sensor_bundle(work: Path, imus: int, rate: float, epochs: int) -> tuple[Path
     fmt, precision = SENSOR_RUNTIME
     out = run.with_name(f"{run.name}-{fmt}-{precision}")
     if not (out / "manifest.json").is_file():
-        _edgehar("export", str(run / "bundle"), "--format", fmt, "--precision", precision, "--out", str(out))
+        _edgehar("export", str(run / "bundle"), "--format", fmt, "--precision", precision, "--out", str(out),
+                 "--min-agreement", SENSOR_FLOOR[0], "--max-accuracy-drop", SENSOR_FLOOR[1])
     return out, data
 
 
@@ -331,6 +338,7 @@ def sensor_row(bundle: Path, data: Path, imus: int, rate: float, seconds: float,
     return {"bundle": str(bundle), "format": manifest.format, "precision": manifest.precision, "camera": f"{w}x{h}",
             "imus": imus, "rate_hz": rate, "streams": [s.name for s in sensors],
             "samples_per_s": sum(s.rate_hz for s in sensors), "accuracy": manifest.metrics.get("accuracy"),
+            "agreement": manifest.metrics.get("fidelity", {}).get("top1_agreement"),
             "cpu_share": measured["cpu_share"], "peak_rss_mb": measured["peak_rss_mb"],
             **summarise(measured["lines"], seconds, manifest.window_s, manifest.hop_s)}
 
@@ -361,7 +369,7 @@ def sensor_verdict(runs: list[dict]) -> list[str]:
 
 
 def sensors_markdown(result: dict) -> str:
-    cols = ("IMUs + glove", "rate", "sensor samples/s", "test accuracy", "predictions / due", "total p50 / p90 / p99 ms",
+    cols = ("IMUs + glove", "rate", "sensor samples/s", "test accuracy / int8 agreement", "predictions / due", "total p50 / p90 / p99 ms",
             "rings / sampling / gaf p50", "inference p50", "newest sensor sample age p50", "CPU (one core)", "peak RSS",
             "x samples / x CPU / x total p50")
     rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -369,7 +377,7 @@ def sensors_markdown(result: dict) -> str:
         lat = r["latency_ms"]
         p50 = lambda stage: lat.get(stage, {}).get("p50", float("nan"))
         age = max(r["age_ms"].get(name, {}).get("p50", float("nan")) for name in r["streams"])
-        acc = "--" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f} %"
+        acc = " / ".join("--" if r.get(k) is None else f"{100 * r[k]:.1f} %" for k in ("accuracy", "agreement"))
         cpu = "--" if r["cpu_share"] is None else f"{100 * r['cpu_share']:.0f} %"
         cpu_x = "--" if g["cpu"] is None else f"{g['cpu']:.2f}"
         rows.append("| " + " | ".join([
@@ -379,8 +387,14 @@ def sensors_markdown(result: dict) -> str:
             cpu, f"{r['peak_rss_mb']:.0f} MB",
             f"{g['samples']:.1f} / {cpu_x} / {g['total_p50']:.2f}"]) + " |")
     return (f"Live path against sensor count and rate, {result['seconds']:g} s per run, camera {result['camera']}, "
-            f"{result['runtime']}, {result['machine']}\n\n    {result['command']}\n\n" + "\n".join(rows) + "\n\n"
+            f"{result['runtime']}, {result['machine']}; bundles trained {result['epochs']} epochs, exported under "
+            f"{_floor(result)}\n\n    {result['command']}\n\n" + "\n".join(rows) + "\n\n"
             + "\n".join(sensor_verdict(result["runs"])) + "\n")
+
+
+def _floor(result: dict) -> str:
+    agree, drop = result.get("floor", SENSOR_FLOOR)
+    return f"a floor of {100 * float(agree):g} % top-1 agreement and {100 * float(drop):g} points of accuracy"
 
 
 def plot_sensors(result: dict, path: Path, size: tuple[int, int] = (1100, 520)) -> Path:
@@ -416,7 +430,7 @@ def sensors_main(ap: argparse.ArgumentParser, args: argparse.Namespace, argv: li
               f"{runs[-1]['latency_ms']['total']['p99']:.1f} ms, CPU {runs[-1]['cpu_share']}", flush=True)
     w, h = SENSOR_CAMERA
     result = {**_provenance(argv), "seconds": args.seconds, "camera": f"{w}x{h}", "runtime": " ".join(SENSOR_RUNTIME),
-              "epochs": args.epochs, "runs": runs}
+              "epochs": args.epochs, "floor": list(SENSOR_FLOOR), "runs": runs}
     return _save(result, args.out.with_name(f"{args.out.stem}_sensors.json"), sensors_markdown, plot_sensors)
 
 

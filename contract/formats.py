@@ -20,6 +20,10 @@ from dataclasses import dataclass
 from ..errors import EdgeharError
 
 PRECISIONS = ("fp32", "int8")
+# export's fidelity floor against the fp32 eager model on the test windows (quantize/export.py;
+# here, torch-free, so the CLI can show and check it on a deploy-only install)
+MIN_AGREEMENT = 0.98  # top-1 agreement
+MAX_ACCURACY_DROP = 0.01  # 1 point of accuracy
 
 
 @dataclass(frozen=True)

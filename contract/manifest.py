@@ -38,6 +38,17 @@ SAMPLINGS = ("sparse", "dense")
 # (recurrent and 1-D conv encoders); "frames": camera frames, (N, 3, crop, crop).
 MODALITY_TYPES = ("gaf", "series", "frames")
 SENSOR_TYPES = ("gaf", "series")
+# How a GAF image reaches the model: "float", the field itself in [-1, 1] (the edge recipe);
+# "uint8", MMTSA eq. 5 as the official code does it: each image min-max mapped to 0..255 and
+# truncated to uint8, then (if gaf_size asks) resized as an 8-bit image, then fed as
+# grey / 127.5 - 1 so both modes span [-1, 1].
+GAF_GREYS = ("float", "uint8")
+# Where a segment's K-sample sensor window may lie: "window", anywhere inside the
+# observation window (centred on the segment's time, shifted inward at its edges: the edge
+# recipe); "segment", inside the segment's own [S_i-1, S_i) (MMTSA eq. 6).
+WINDOW_BOUNDS = ("window", "segment")
+# gaf_size limits: 0 means "K" (no resize); otherwise a side MMTSA's range of inputs covers
+GAF_SIZES = (8, 512)
 
 
 class ManifestError(EdgeharError, ValueError):
@@ -114,6 +125,9 @@ class Manifest:
     gaf_kind: str = "summation"
     gaf_scaling: str = "window"
     sampling: str = "sparse"  # one of SAMPLINGS: where the N times fall in the window
+    gaf_size: int = 0  # GAF image side fed to the model; 0: K (no resize). MMTSA's paper uses 224
+    gaf_grey: str = "float"  # one of GAF_GREYS: "float" field, or "uint8" (eq. 5, truncated)
+    window_bounds: str = "window"  # one of WINDOW_BOUNDS: K-sample windows inside the window or their segment (eq. 6)
     frame_resize: int = 72  # resize the frame's short side to this many pixels ...
     frame_crop: int = 64  # ... then centre-crop a square of this side
     frame_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # RGB, after /255
@@ -156,8 +170,13 @@ class Manifest:
             elif m.type == "series":
                 shapes.append((self.num_segments, len(m.channels), self.gaf_k))
             else:
-                shapes.append((self.num_segments, len(m.channels), self.gaf_k, self.gaf_k))
+                side = self.gaf_side()
+                shapes.append((self.num_segments, len(m.channels), side, side))
         return tuple(shapes)
+
+    def gaf_side(self) -> int:
+        """The side of a GAF input image: gaf_size, or K when gaf_size is 0."""
+        return self.gaf_size or self.gaf_k
 
     # -- (de)serialisation ---------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -313,6 +332,10 @@ def _validate(m: Manifest) -> None:
     check(m.gaf_kind in GAF_KINDS, "gaf_kind", f"{m.gaf_kind!r} is not one of {GAF_KINDS}")
     check(m.gaf_scaling in GAF_SCALINGS, "gaf_scaling", f"{m.gaf_scaling!r} is not one of {GAF_SCALINGS}")
     check(m.sampling in SAMPLINGS, "sampling", f"{m.sampling!r} is not one of {SAMPLINGS}")
+    check(m.gaf_size == 0 or GAF_SIZES[0] <= m.gaf_size <= GAF_SIZES[1], "gaf_size",
+          f"{m.gaf_size!r} must be 0 (= gaf_k) or {GAF_SIZES[0]}..{GAF_SIZES[1]}")
+    check(m.gaf_grey in GAF_GREYS, "gaf_grey", f"{m.gaf_grey!r} is not one of {GAF_GREYS}")
+    check(m.window_bounds in WINDOW_BOUNDS, "window_bounds", f"{m.window_bounds!r} is not one of {WINDOW_BOUNDS}")
     check(0 < m.frame_crop <= m.frame_resize, "frame_crop", f"{m.frame_crop!r} must be in (0, frame_resize={m.frame_resize}]")
     check(len(m.frame_mean) == 3 and len(m.frame_std) == 3, "frame_mean", "mean and std need 3 values (RGB)")
     check(all(s > 0 for s in m.frame_std), "frame_std", f"{m.frame_std!r} must be > 0")

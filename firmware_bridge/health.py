@@ -112,6 +112,10 @@ class HealthTracker:
             self.samples += n
             self.last_sample_t = t_last
             self._rate.append((t_last, n))
+            # Blocks older than the rate's window are dropped as they age out, so a read
+            # (every view frame) walks seconds of blocks, not the deque's whole bound.
+            while self._rate[0][0] < t_last - RATE_WINDOW_S:
+                self._rate.popleft()
 
     def decoder_counters(self, counters: dict[str, int], finished: bool = False) -> None:
         """Current decoder's counters; `finished` folds them into the totals (a connection ended)."""

@@ -31,14 +31,21 @@ def default_bundle_dir() -> Path:
     return cache_dir() / DEFAULT_BUNDLE_NAME / "bundle"
 
 
+# The simulated data sets `--data` names, and the cache folder each is generated into once.
+# Bump a folder's version when its generator changes (simulator/nuisance.py for sim-hard).
+SIM_DATASETS = {"sim": "sim-dataset-v1", "sim-hard": "sim-hard-dataset-v1"}
+NAMED_SOURCES = (*SIM_DATASETS, "basicmotions")  # what `load_data` takes by name, not as a folder
+
+
 def load_data(source: str, frame_resize: int | None = None, progress: bool = True) -> LabelledData:
-    """`sim` (the default simulated dataset, generated once), `basicmotions`, a public data
-    set as `name:PATH` (models/public_datasets.py: utd-mhad, mmact, mmact-session,
-    egocentric), or a folder of sessions in the session format (docs/session-format.md)."""
+    """`sim` (the default simulated dataset, generated once), `sim-hard` (the same world with
+    every nuisance factor of simulator/nuisance.py), `basicmotions`, a public data set as
+    `name:PATH` (models/public_datasets.py: utd-mhad, mmact, mmact-session, egocentric), or
+    a folder of sessions in the session format (docs/session-format.md)."""
     from .public_datasets import PUBLIC_SOURCES, is_public_source, load_public
 
-    if source == "sim":
-        return load_sessions(simulated_dataset(progress=progress), frame_resize, name="sim")
+    if source in SIM_DATASETS:
+        return load_sessions(simulated_dataset(source, progress=progress), frame_resize, name=source)
     if source == "basicmotions":
         return load_basic_motions()
     if is_public_source(source):
@@ -46,18 +53,20 @@ def load_data(source: str, frame_resize: int | None = None, progress: bool = Tru
     path = Path(source)
     if not path.is_dir():
         public = ", ".join(f"{name}:PATH" for name in PUBLIC_SOURCES)
-        raise DataError(f"data source {source!r} is not 'sim', 'basicmotions', a public data set ({public}) or a folder of sessions")
+        raise DataError(f"data source {source!r} is not {', '.join(map(repr, SIM_DATASETS))}, 'basicmotions', "
+                        f"a public data set ({public}) or a folder of sessions")
     return load_sessions(path, frame_resize, name=path.name)
 
 
-def simulated_dataset(progress: bool = True) -> Path:
-    """The default simulated dataset folder, generated on first use."""
+def simulated_dataset(preset: str = "sim", progress: bool = True) -> Path:
+    """The folder of a simulated data set (`SIM_DATASETS`), generated on first use."""
+    from ..simulator.nuisance import PRESETS
     from ..simulator.world import generate_dataset
 
-    folder = cache_dir() / "sim-dataset-v1"
+    folder = cache_dir() / SIM_DATASETS[preset]
     done = folder / ".complete"
     if not done.exists():
-        generate_dataset(folder, progress=progress)
+        generate_dataset(folder, progress=progress, nuisance=PRESETS[preset])
         done.write_text("ok\n")
     return folder
 

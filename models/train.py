@@ -24,10 +24,11 @@ from tqdm import tqdm
 
 from ..contract.manifest import GAF_KINDS, GAF_SCALINGS, SAMPLINGS, SENSOR_TYPES, Manifest, ModalitySpec
 from .bundle import write_bundle
-from .datasets import DataError, LabelledData, LabelledRecording, WindowSampler, load_data
+from .datasets import NAMED_SOURCES, DataError, LabelledData, LabelledRecording, WindowSampler, load_data
 from .flops import count_macs
 from .metrics import classification_metrics
 from .public_datasets import is_public_source
+from .recipes import SENSOR_IMAGES, RecipeError, get_recipe, split_sensors
 from .registry import create_model, model_config_class
 
 
@@ -49,6 +50,12 @@ class TrainConfig:
     # < 1: a class-imbalanced training split, each of a seeded half of the classes keeps this
     # share of its training bouts (`imbalanced`); validation and test are untouched
     minority_keep: float = 1.0
+    # None below: the named `recipe` (models/recipes.py: "edge", or MMTSA's "paper" mode) decides
+    recipe: str = "edge"
+    sensor_images: str | None = None  # "stream": one GAF image per stream; "sensor": one per sensor (x/y/z channels)
+    gaf_size: int | None = None  # GAF image side; 0 = K
+    gaf_grey: str | None = None  # "float" field, or "uint8" (MMTSA eq. 5, truncated)
+    window_bounds: str | None = None  # K-sample windows inside the "window" or their "segment" (eq. 6)
     epochs: int = 30
     batch_size: int = 32
     lr: float = 3e-3  # AdamW peak learning rate, one-cycle schedule
@@ -65,9 +72,17 @@ def build_manifest(data: LabelledData, cfg: TrainConfig) -> Manifest:
     """The input contract for this run: data streams + chosen modalities + pipeline constants.
 
     Sensor modalities take the type the model family reads (its InputRecipe: GAF images
-    or raw series); N, K and the scaling come from `cfg` where given, else the recipe.
+    or raw series); N, K and the scaling come from `cfg` where given, else the recipe. The
+    imaging options (per-sensor images, image size, grey levels, window bounds) come from
+    `cfg` where given, else its named recipe (models/recipes.py).
     """
     recipe = model_config_class(cfg.model).input_recipe
+    named = get_recipe(cfg.recipe)
+    sensor_images = cfg.sensor_images or named.sensor_images
+    if sensor_images not in SENSOR_IMAGES:
+        raise RecipeError(f"sensor images {sensor_images!r} is not one of {SENSOR_IMAGES}")
+    if cfg.recipe != "edge" and recipe.sensor_type != "gaf":
+        raise RecipeError(f"recipe {cfg.recipe!r} is an input mode for GAF models (MMTSA); {cfg.model!r} reads {recipe.sensor_type!r}")
     scaling = cfg.gaf_scaling or recipe.scaling
     modalities = tuple(replace(m, type=recipe.sensor_type) if m.type in SENSOR_TYPES else m for m in data.modalities)
     if cfg.modalities:
@@ -78,6 +93,8 @@ def build_manifest(data: LabelledData, cfg: TrainConfig) -> Manifest:
         modalities = tuple(m for m in modalities if m.name in cfg.modalities)
     if scaling == "range":
         modalities = tuple(_calibrated(m, data.split("train")) for m in modalities)
+    if sensor_images == "sensor":
+        modalities = split_sensors(modalities)
     used_streams = {m.stream for m in modalities}
     return Manifest(
         streams=tuple(s for s in data.streams if s.name in used_streams),
@@ -90,6 +107,9 @@ def build_manifest(data: LabelledData, cfg: TrainConfig) -> Manifest:
         gaf_scaling=scaling,
         gaf_kind=cfg.gaf_kind,
         sampling=cfg.sampling,
+        gaf_size=named.gaf_size if cfg.gaf_size is None else cfg.gaf_size,
+        gaf_grey=cfg.gaf_grey or named.gaf_grey,
+        window_bounds=cfg.window_bounds or named.window_bounds,
         model=cfg.model,
     )
 
@@ -113,8 +133,9 @@ def train(cfg: TrainConfig, data: LabelledData | None = None, progress: bool = T
     if data is None:
         data = load_data(cfg.data, frame_resize=Manifest.frame_resize, progress=progress)
     manifest = build_manifest(data, cfg)
+    model_config = {**get_recipe(cfg.recipe).model_config, **cfg.model_config}  # the user's own settings win
     try:
-        model = create_model(cfg.model, input_shapes=manifest.input_shapes(), num_classes=len(manifest.labels), **cfg.model_config)
+        model = create_model(cfg.model, input_shapes=manifest.input_shapes(), num_classes=len(manifest.labels), **model_config)
     except AssertionError as exc:  # a config's own range check (`__post_init__`), against this data's shapes
         if not cfg.model_config:
             raise
@@ -272,7 +293,7 @@ def evaluate(model: nn.Module, test_set: _EvalSet, manifest: Manifest) -> dict[s
 def _source(data: str) -> str:
     """The data source as `load_data` takes it again: a name, `name:` + an absolute path
     for a public data set, or a folder's absolute path."""
-    if data in ("sim", "basicmotions"):
+    if data in NAMED_SOURCES:
         return data
     if is_public_source(data):
         name, path = data.split(":", 1)

@@ -44,11 +44,9 @@ import numpy as np
 from ..contract.bundle import BundleError, file_sha256, read_manifest
 from ..contract.manifest import MANIFEST_NAME, Manifest
 from ..errors import EdgeharError
-from ..contract.formats import ExportFormat, check_precision, get_format
+from ..contract.formats import MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportFormat, check_precision, get_format
 
 DEFAULT_CALIBRATION_WINDOWS = 256
-MIN_AGREEMENT = 0.98  # top-1 agreement with the fp32 eager model on the test windows
-MAX_ACCURACY_DROP = 0.01  # 1 point of accuracy
 REJECTED_MANIFEST = "manifest.rejected.json"
 REJECTED_NOTE = "REJECTED.txt"
 
@@ -103,7 +101,7 @@ def export_bundle(source: str | Path, out_dir: str | Path, format: str, precisio
 
     calibration: number of training windows for int8 calibration.
     data: the data to draw windows from; default the bundle's `metrics["data"]`
-        ("sim", "basicmotions" or the absolute path of the sessions folder).
+        ("sim", "sim-hard", "basicmotions" or the absolute path of the sessions folder).
     eval_windows: cap on held-out test windows for the fidelity check (None: all).
     """
     fmt = get_format(format)
@@ -148,6 +146,9 @@ def export_bundle(source: str | Path, out_dir: str | Path, format: str, precisio
             result.reason = _one_line(exc)
             return result
         result.export["seconds"] = round(time.perf_counter() - started, 1)
+        # the floor the model was held to goes into its manifest: a bundle exported with a
+        # lowered one (`--min-agreement`) says so wherever it is used
+        result.export["floor"] = {"min_agreement": min_agreement, "max_accuracy_drop": max_accuracy_drop}
         result.size_bytes = model_path.stat().st_size
 
         from ..app.backends import open_backend, with_model_io
@@ -229,13 +230,16 @@ def _run_exporter(exporter, fmt: ExportFormat, eager, example, precision: str, c
 
 
 def _resolve_data(manifest: Manifest, data: str | None) -> str:
+    from ..models.datasets import NAMED_SOURCES
+
     source = data or manifest.metrics.get("data")
+    names = "|".join(NAMED_SOURCES)
     if not source:
         raise ExportError("the bundle's manifest does not say which data it was trained on "
-                          "(metrics.data); pass the data (--data sim|basicmotions|FOLDER)")
-    if source not in ("sim", "basicmotions") and not Path(source).is_dir():
-        raise ExportError(f"the bundle was trained on data {source!r}, which is not 'sim', 'basicmotions' "
-                          "or a folder here; pass the data (--data sim|basicmotions|FOLDER)")
+                          f"(metrics.data); pass the data (--data {names}|FOLDER)")
+    if source not in NAMED_SOURCES and not Path(source).is_dir():
+        raise ExportError(f"the bundle was trained on data {source!r}, which is not {', '.join(map(repr, NAMED_SOURCES))} "
+                          f"or a folder here; pass the data (--data {names}|FOLDER)")
     return str(source)
 
 

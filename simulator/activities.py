@@ -100,6 +100,7 @@ class Activity:
     motion: Motion
     grip: Grip
     look: Look
+    reverse: bool = False  # performed backwards: every phase-locked signal runs in reverse order
 
 
 _ACTIVITIES = (
@@ -126,8 +127,23 @@ CAMERA_ONLY_PAIRS: tuple[tuple[str, str], ...] = tuple(
 )
 
 
-def activity_model(name: str) -> Activity:
-    """The model of an activity by name; unknown names fail with the known ones."""
+# The nuisance preset's temporal-order pairs (simulator/nuisance.py, `reversed_pairs`): the
+# second member is the first one played backwards -- the same grip on the same part in the
+# same hand pose, but unscrewing turns the other way with the pressure dropping off where
+# screwing builds it up, and unplugging squeezes on the pull where plugging squeezes on the
+# push. Nothing but the order of the sub-steps tells them apart.
+REVERSED: dict[str, Activity] = {
+    "disassemble": Activity("disassemble", PART, TRIPOD_TIGHTEN, CAP, reverse=True),
+    "unplug_cable": Activity("unplug_cable", CABLE, PINCH_PUSH, CONNECTOR, reverse=True),
+}
+
+
+def activity_model(name: str, reversed_pairs: bool = False) -> Activity:
+    """The model of an activity by name; unknown names fail with the known ones.
+
+    reversed_pairs: the temporal-order variants of REVERSED replace their default models."""
+    if reversed_pairs and name in REVERSED:
+        return REVERSED[name]
     try:
         return ACTIVITY_MODELS[name]
     except KeyError:
@@ -141,10 +157,12 @@ class Bout:
     and the timeline crossfades neighbouring bouts around each boundary.
     """
 
-    def __init__(self, activity: str, start: float, end: float, subject: Subject, seed: np.random.SeedSequence):
+    def __init__(self, activity: str, start: float, end: float, subject: Subject, seed: np.random.SeedSequence,
+                 reversed_pairs: bool = False):
         self.activity, self.start, self.end = activity, start, end
-        model = activity_model(activity)
+        model = activity_model(activity, reversed_pairs)
         self.motion, self.grip, self.look = model.motion, model.grip, model.look
+        self.direction = -1.0 if model.reverse else 1.0
         rm, rg, rl = (np.random.default_rng(s) for s in seed.spawn(3))
         m = self.motion
         # motion: tempo and size vary by subject and by trial
@@ -171,7 +189,11 @@ class Bout:
         }
 
     def phase(self, t: np.ndarray) -> np.ndarray:
-        return 2 * np.pi * self.freq * (t - self.start) + self.phase0 + drift(t, self.wobble)[:, 0]
+        """The cycle's phase at t; a reversed activity runs it backwards, which plays every
+        phase-locked shape (motion, grip, pressure) in reverse order (the start phase is
+        uniform, so no other statistic changes)."""
+        phi = 2 * np.pi * self.freq * (t - self.start) + self.phase0 + drift(t, self.wobble)[:, 0]
+        return phi if self.direction > 0 else -phi
 
     def eval(self, t: np.ndarray) -> dict[str, np.ndarray]:
         """Latent state at times t: pose (m, rad), finger bend, pressure, impacts, contact."""

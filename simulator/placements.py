@@ -23,7 +23,7 @@ default data set were made from, and renders bit for bit as it did before layout
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -57,6 +57,15 @@ PLACEMENTS: dict[str, Placement] = {
         Placement("ankle", "right ankle", (0.0, 0.0, 0.0), 0.0, (0.0, 0.03, 0.0), 0.02, (90.0, 0.0, 0.0), sway_m=0.002, sway_deg=1.0),
     )
 }
+
+
+def strap_moved(placement: Placement, slide_m: float) -> Placement:
+    """The placement with its strap `slide_m` further up the forearm (a loose or badly
+    placed strap; nuisance.py): a lever arm of its own and less of the wrist's roll, which
+    falls linearly to the forearm placement's half at 12 cm."""
+    x, y, z = placement.lever_m
+    roll = placement.turn[0] * (1 - 0.5 * slide_m / 0.12)
+    return replace(placement, lever_m=(x - slide_m, y, z), turn=(roll, *placement.turn[1:]))
 
 
 @dataclass(frozen=True)

@@ -132,12 +132,16 @@ class Camera:
         self.noise_neg = np.clip(-noise, 0, 255).astype(np.uint8)
         self.shake = draw_drift(rng, 3, 1.2, 0.3, 3.0)  # px, px, deg of head shake
         self.light = draw_drift(rng, 2, 0.06, 0.02, 0.3)  # slow gain / offset wander
+        self.tilt_deg = 0.0  # how the camera is turned on the chest strap (nuisance.py sets it)
+        self.zoom = 1.0  # image scale from the strap's height and the wearer's build
 
-    def render(self, t: np.ndarray, state: dict[str, np.ndarray], tools: list, occlusion: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def render(self, t: np.ndarray, state: dict[str, np.ndarray], tools: list, occlusion: np.ndarray, rng: np.random.Generator,
+               lighting: np.ndarray | None = None) -> np.ndarray:
         """Frames (n, H, W, 3) BGR uint8 at times t.
 
         state: the timeline's blended latent state at t; tools: the dominant bout's tool
-        per frame; occlusion: (n, 5) rows (arm, look_away, ox, oy, envelope) from the world.
+        per frame; occlusion: (n, 5) rows (arm, look_away, ox, oy, envelope) from the world;
+        lighting: (n,) extra image gain of lighting episodes (nuisance.py), None: none.
         """
         sub = self.subject
         frames = np.empty((len(t), H, W, 3), np.uint8)
@@ -178,10 +182,12 @@ class Camera:
             dx, dy = sub.camera_offset[0] + shake[i, 0], sub.camera_offset[1] + shake[i, 1]
             if away:  # the wearer turns: the scene slides partly out of view
                 dx, dy = dx + ox * env, dy + oy * env
-            m = cv2.getRotationMatrix2D((W / 2, H / 2), float(shake[i, 2]), 1.0)
+            m = cv2.getRotationMatrix2D((W / 2, H / 2), float(shake[i, 2]) + self.tilt_deg, self.zoom)
             m[:, 2] += (dx, dy)
             img = cv2.warpAffine(img, m, (W, H), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)  # 5x cheaper than bilinear
             gain = sub.brightness * (1 + light[i, 0])
+            if lighting is not None:
+                gain *= lighting[i]
             img = cv2.convertScaleAbs(img, alpha=gain, beta=30 * light[i, 1])
             k = noise_pick[i]
             cv2.add(img, self.noise_pos[k], dst=img)

@@ -46,8 +46,9 @@ from ..contract.series import FrameSeries, SensorSeries
 
 from ..firmware_bridge.session import Recording, write_session
 from .activities import ACTIVITIES, CAMERA_ONLY_PAIRS, GLOVE_ONLY_PAIRS, Bout, activity_model
+from .nuisance import Nuisance
 from .datasheet import CAMERA_FPS, FRAME_HEIGHT, FRAME_WIDTH, GLOVE_CHANNELS, IMU_CHANNELS, IMU_RATE_HZ, STREAM_RATES, STREAM_SPECS
-from .placements import PLACEMENTS, Fitting, Placement, SensorLayout
+from .placements import PLACEMENTS, Fitting, Placement, SensorLayout, strap_moved
 from .render import Camera
 from .sensors import H_DIFF, measure_glove, measure_imu
 from .signals import smoothstep
@@ -56,6 +57,7 @@ from .subject import Subject, make_subject
 __all__ = [
     "ACTIVITIES",
     "CAMERA_ONLY_PAIRS",
+    "Nuisance",
     "GLOVE_CHANNELS",
     "GLOVE_ONLY_PAIRS",
     "IMU_CHANNELS",
@@ -162,10 +164,13 @@ class _Engine:
     The glove, the first IMU and the camera draw from the generators the world always had,
     in the same order; every further IMU draws its clock, fitting and noise from a child
     generator of its own, so adding IMUs never shifts the others' draws (and the default
-    layout renders as it did before layouts existed)."""
+    layout renders as it did before layouts existed). A `Nuisance` draws from generators of
+    its own too (nuisance.py), so without one the world renders as it did before them."""
 
-    def __init__(self, subject: Subject, seed: int, layout: SensorLayout = SensorLayout()):
+    def __init__(self, subject: Subject, seed: int, layout: SensorLayout = SensorLayout(), nuisance: Nuisance = Nuisance()):
         self.subject, self.seed = subject, seed
+        self.nuisance = nuisance
+        self.nz = nuisance.draw(seed) if nuisance.active else None
         ss = np.random.SeedSequence(seed)
         bout_ss, clock_ss, sensor_ss, camera_ss, occl_ss, self.schedule_ss = ss.spawn(6)
         self.bout_seeds = bout_ss
@@ -180,18 +185,23 @@ class _Engine:
         self.sensor_rng = np.random.default_rng(sensor_ss)
         own = [np.random.default_rng(s) for s in ss.spawn(len(layout.imus))]  # one per IMU; the first's fits a non-wrist placement
         wrist = placement is PLACEMENTS["wrist"]
-        self.imus = [_Imu(first, placement, Fitting.wrist_of(subject) if wrist else Fitting.draw(placement, own[0]), first_clock, self.sensor_rng)]
+        fitting = Fitting.wrist_of(subject) if wrist else Fitting.draw(placement, own[0])
+        if wrist and self.nz is not None and self.nz.strap_slide_m > 0:
+            placement = strap_moved(placement, self.nz.strap_slide_m)
+        self.imus = [_Imu(first, placement, fitting, first_clock, self.sensor_rng)]
         for (name, placement), rng in zip(more, own[1:]):
             self.imus.append(_Imu(name, placement, Fitting.draw(placement, rng), _Clock(name, rng, layout.rate_hz, jitter), rng))
         camera_rng = np.random.default_rng(camera_ss)
         self.camera = Camera(subject, camera_rng)
+        if self.nz is not None:
+            self.camera.tilt_deg, self.camera.zoom = self.nz.camera_tilt_deg, self.nz.camera_zoom
         self.camera_rng = camera_rng
         self.occlusions = _Occlusions(subject.occlusion_rate)
         self.occl_rng = np.random.default_rng(occl_ss)
 
     def add_bout(self, activity: str, duration: float, ramp_rng: np.random.Generator) -> None:
         start = self.bouts[-1].end if self.bouts else 0.0
-        bout = Bout(activity, start, start + duration, self.subject, self.bout_seeds.spawn(1)[0])
+        bout = Bout(activity, start, start + duration, self.subject, self.bout_seeds.spawn(1)[0], self.nuisance.reversed_pairs)
         prev = self.bouts[-1] if self.bouts else None
         ramp = 0.0 if prev is None else min(ramp_rng.uniform(*RAMP_S), 0.4 * duration, 0.4 * (prev.end - prev.start))
         self.bouts.append(bout)
@@ -242,7 +252,8 @@ class _Engine:
         if len(true):
             st, dom = self.state(true)
             tools = [self.bouts[j].look.tool for j in dom]
-            frames = self.camera.render(true, st, tools, self.occlusions.at(true), self.camera_rng)
+            lighting = self.nz.light(true) if self.nz is not None else None
+            frames = self.camera.render(true, st, tools, self.occlusions.at(true), self.camera_rng, lighting)
         else:
             frames = np.zeros((0, *self.camera.background.shape), np.uint8)
         series["camera"] = FrameSeries(stamps, frames)
@@ -253,6 +264,9 @@ class _Engine:
                 measure: Callable[[list[dict], list[np.ndarray], np.random.Generator], np.ndarray]) -> SensorSeries:
         """One sensor stream over [t0, t1): its clock's samples, measured from the state at t -/+ h."""
         true, stamps = clock.sample(t0, t1, rng)
+        if self.nz is not None:  # packet loss: a burst of samples never arrives
+            kept = ~self.nz.lost(clock.name, true)
+            true, stamps = true[kept], stamps[kept]
         n = len(true)
         if n:
             t3 = [true - H_DIFF, true, true + H_DIFF]
@@ -272,7 +286,10 @@ class _Engine:
             if specs is not None:
                 entry["units"] = [c.unit for c in specs]
             streams[name] = entry
-        return {"streams": streams, "generator": "edgehar.simulator", "seed": self.seed, "subject_params": asdict(self.subject)}
+        meta = {"streams": streams, "generator": "edgehar.simulator", "seed": self.seed, "subject_params": asdict(self.subject)}
+        if self.nz is not None:
+            meta["nuisance"] = self.nz.meta()
+        return meta
 
 
 def _check_schedule(schedule: Sequence[tuple[str, float]]) -> None:
@@ -284,14 +301,16 @@ def _check_schedule(schedule: Sequence[tuple[str, float]]) -> None:
 
 
 def generate_recording(subject: Subject, schedule: list[tuple[str, float]], seed: int,
-                       layout: SensorLayout = SensorLayout()) -> Recording:
+                       layout: SensorLayout = SensorLayout(), nuisance: Nuisance = Nuisance()) -> Recording:
     """One continuous recording performing `schedule` [(activity, seconds), ...] in order.
 
     Labels are the schedule's intervals; the hand changes activity over ~1 s centred on
-    each boundary. Same (subject, schedule, seed, layout) -> identical recording.
+    each boundary. Same (subject, schedule, seed, layout, nuisance) -> identical recording.
+    `nuisance` makes it harder (simulator/nuisance.py); the subject's own spreads are
+    widened by the caller (`Nuisance.subject`), as `generate_dataset` does.
     """
     _check_schedule(schedule)
-    engine = _Engine(subject, seed, layout)
+    engine = _Engine(subject, seed, layout, nuisance)
     ramp_rng = np.random.default_rng(engine.schedule_ss)
     for activity, duration in schedule:
         engine.add_bout(activity, float(duration), ramp_rng)
@@ -366,25 +385,30 @@ def subject_split(subject_ids: list[int], seed: int = 0) -> dict[int, str]:
 
 
 def _write_subject(args: tuple) -> Path:
-    out_dir, subject_id, repeats, bout_s, seed, split, layout = args
-    subject = make_subject(subject_id, seed)
+    out_dir, subject_id, repeats, bout_s, seed, split, layout, nuisance = args
+    subject = nuisance.subject(make_subject(subject_id, seed))
     rng = np.random.default_rng([seed, subject_id, 0x5C4E])
-    schedule = [(str(a), bout_s) for a in rng.permutation(np.repeat(ACTIVITIES, repeats))]
-    rec = generate_recording(subject, schedule, seed=int(np.random.SeedSequence([seed, subject_id]).generate_state(1)[0]), layout=layout)
+    schedule = [(str(a), bout_s) for a in rng.permutation(np.repeat(ACTIVITIES, nuisance.repeats(ACTIVITIES, repeats)))]
+    rec = generate_recording(subject, schedule, seed=int(np.random.SeedSequence([seed, subject_id]).generate_state(1)[0]), layout=layout,
+                             nuisance=nuisance)
     rec.meta.update(session_id=f"sim-{subject.name}", split=split, start_time="2024-01-01T00:00:00+00:00")
     return write_session(Path(out_dir) / subject.name, rec)
 
 
 def generate_dataset(out_dir: Path | str, subjects: int = 10, repeats: int = 3, bout_s: float = 8.0, seed: int = 0,
-                     progress: bool = True, layout: SensorLayout = SensorLayout()) -> list[Path]:
+                     progress: bool = True, layout: SensorLayout = SensorLayout(), nuisance: Nuisance = Nuisance()) -> list[Path]:
     """One session per subject (every activity `repeats` times, shuffled) under out_dir/sNN.
+
+    `nuisance` (simulator/nuisance.py; `PRESETS["sim-hard"]`) widens the subjects' spreads,
+    adds packet loss, camera pose, lighting and more occlusion, plays one member of two
+    pairs backwards and, with `imbalance`, draws fewer bouts of some activities.
 
     Each session's meta.json carries "split" from `subject_split(range(subjects), seed)`.
     Subjects are generated in parallel processes, one per CPU core. `layout` picks the
     worn IMUs and the sensor rate; the same subjects and activities whatever it is.
     """
     split = subject_split(list(range(subjects)), seed)
-    jobs = [(str(out_dir), i, repeats, bout_s, seed, split[i], layout) for i in range(subjects)]
+    jobs = [(str(out_dir), i, repeats, bout_s, seed, split[i], layout, nuisance) for i in range(subjects)]
     with ProcessPoolExecutor(max_workers=min(subjects, os.cpu_count() or 1)) as pool:
         results = pool.map(_write_subject, jobs)
         if progress:

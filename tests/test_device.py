@@ -308,3 +308,15 @@ def test_a_device_sending_ten_times_its_rate_loses_the_excess_not_the_clock():
     after = t[t > 1000.0 + 10.5]  # 100 Hz again: on the device's grid + 2 ms latency
     np.testing.assert_allclose(after - 1000.002, np.round((after - 1000.002) * 100) / 100, atol=1e-6)
     assert t[-1] == pytest.approx(1000.0 + 19.99 + 0.002, abs=1e-6)
+
+
+def test_the_measured_rate_keeps_only_its_window_of_blocks():
+    """The rate is read every view frame: blocks older than its window are dropped as they
+    arrive, and the rate over the window is unchanged by the dropping."""
+    from edgehar.firmware_bridge.health import RATE_WINDOW_S, HealthTracker
+
+    h = HealthTracker("imu", "sim://imu")
+    for i in range(3000):  # 60 s of 10-sample blocks at 500 Hz
+        h.add_samples(i * 0.02, 10)
+    assert h.rate_hz() == pytest.approx(500.0)
+    assert len(h._rate) == round(RATE_WINDOW_S / 0.02) + 1

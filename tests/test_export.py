@@ -67,6 +67,7 @@ def test_export_round_trip(tmp_path_factory, fmt, precision):
     assert set(fid) == {"top1_agreement", "sqnr_db", "accuracy", "accuracy_eager", "accuracy_drop", "windows"}
     assert fid["windows"] == manifest.metrics["test_windows"] > 0
     assert manifest.metrics["accuracy"] == fid["accuracy"]
+    assert manifest.metrics["export"]["floor"] == {"min_agreement": 0.0, "max_accuracy_drop": 1.0}  # tiny_export's
     if precision == "int8":
         assert manifest.metrics["calibration"] == {
             "data": str(Path(sessions).resolve()), "split": "train", "windows": CALIBRATION_WINDOWS, "seed": 0,
@@ -137,6 +138,20 @@ def test_below_the_floor_is_failed_and_not_written_as_a_bundle(tmp_path_factory,
     with pytest.raises(BundleError, match="no bundle manifest"):
         load_bundle(rejected)
     assert [p.name for p in tmp_path.iterdir()] == ["litert-fp32.rejected"]  # no staging left behind
+
+
+def test_the_command_takes_a_floor_and_the_bundle_records_it(tmp_path_factory, tmp_path, capsys):
+    from edgehar.cli import main
+
+    _, source = tiny_bundle(tmp_path_factory)
+    out = tmp_path / "litert-fp32"
+    assert main(["export", str(source), "--format", "litert", "--out", str(out),
+                 "--min-agreement", "0.5", "--max-accuracy-drop", "0.2"]) == 0
+    assert Manifest.load(out).metrics["export"]["floor"] == {"min_agreement": 0.5, "max_accuracy_drop": 0.2}
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(source), "--format", "litert", "--out", str(tmp_path / "x"), "--min-agreement", "98"])
+    assert info.value.code == 2 and "'98' must be within [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_onnx_int8_below_the_floor_is_rejected_with_its_model(tmp_path_factory, tmp_path):

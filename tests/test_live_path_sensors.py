@@ -48,6 +48,7 @@ def test_bundles_are_made_by_edgehar_once_per_rate_and_count_from_one_four_imu_d
     assert calls[0][calls[0].index("--imus") + 1] == "wrist,forearm,chest,ankle" and calls[0][calls[0].index("--rate") + 1] == "1000"
     assert [c[c.index("--modalities") + 1] for c in calls if c[0] == "train"] == ["rgb,glove,imu", "rgb,glove,imu,imu2"]
     assert all(c[c.index("--format") + 1:c.index("--format") + 4:2] == ("litert", "int8") for c in calls if c[0] == "export")
+    assert all(c[c.index("--min-agreement") + 1] == "0.9" for c in calls if c[0] == "export")
     assert made[1] == (tmp_path / "mmtsa-2imu-1000hz-3ep-litert-int8", tmp_path / "sim-4imu-1000hz")
 
 
@@ -73,9 +74,12 @@ def test_growth_is_measured_against_the_fewest_samples_and_the_verdict_says_whic
 
 def test_table_and_chart_of_the_sensor_rows(tmp_path):
     result = {"runs": [_row(n, r, 0.1 * n, 2.0 + n, 3.0 + n) for r in (100.0, 1000.0) for n in (1, 2, 4)], "seconds": 40.0,
-              "camera": "640x480", "runtime": "litert int8", "machine": "test", "command": "python benchmarks/live_path.py --sensors 1,2,4"}
+              "camera": "640x480", "runtime": "litert int8", "machine": "test", "command": "python benchmarks/live_path.py --sensors 1,2,4",
+              "epochs": 8, "floor": ["0.9", "0.05"]}
+    result["runs"][-1]["agreement"] = 0.95
     table = sensors_markdown(result)
-    assert "| 4 + glove | 1000 Hz | 5000 | 90.0 % | 149 / 149 | 6.0 / 7.0 / 7.0 |" in table
+    assert "| 4 + glove | 1000 Hz | 5000 | 90.0 % / 95.0 % | 149 / 149 | 6.0 / 7.0 / 7.0 |" in table
+    assert "trained 8 epochs, exported under a floor of 90 % top-1 agreement and 5 points of accuracy" in table
     assert "| 25.0 / 4.00 / 2.00 |" in table and "python benchmarks/live_path.py --sensors 1,2,4" in table
     img = cv2.imread(str(plot_sensors(result, tmp_path / "s.png")))
     assert img.shape == (520, 1100, 3) and (img < 250).any(axis=2).mean() > 0.005

@@ -16,7 +16,8 @@ resized image is (R u)(R v)ᵀ: it is built at the output size directly, never a
 first. A uint8 mapping a·G + b is affine and folds into a third rank-1 term, so even
 the uint8 image comes out of one matmul plus a cast.
 
-This module is numpy only (no torch) so the deploy-only install can run it.
+This module is numpy only (no torch; OpenCV only for `grey_images`' 8-bit resize, imported
+there) so the deploy-only install can run it.
 """
 
 from __future__ import annotations
@@ -140,6 +141,53 @@ def gaf_images(
     # G stays inside its [min, max] (bilinear weights are convex), so the values lie in
     # [0.5, 255.5] up to float rounding: the truncating cast needs no clip pass.
     return img.astype(np.uint8)
+
+
+def grey_images(
+    windows: np.ndarray,
+    kind: str = "summation",
+    lo: np.ndarray | float | None = None,
+    hi: np.ndarray | float | None = None,
+    size: int | None = None,
+) -> np.ndarray:
+    """MMTSA eq. 5 as the official code computes it: (..., C, K) windows -> (..., C, S, S) uint8.
+
+    Each K x K GAF (float64) is mapped by its own min and max to (G - min) / (max - min) · 255
+    and cast to uint8 by truncation, as numpy's astype and PIL's `Image.fromarray` of such
+    an array do (the paper writes × 256; 255 keeps the maximum inside 8 bits, as the code
+    does). A flat image (max == min) is all 0. With `size`, the 8-bit image is then resized
+    to S x S with cv2.resize INTER_LINEAR, the official order (grey levels first, then the
+    resize to 224). This is the reference path, not the rank-2 fast one of `gaf_images`:
+    the truncation must see the exact K x K values, and the images are small until resized.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r} is not one of {KINDS}")
+    x = rescale(windows, lo, hi)  # (..., C, K), cos φ
+    s = np.sqrt(np.maximum(1.0 - x * x, 0.0))  # sin φ
+    if kind == "summation":
+        g = x[..., :, None] * x[..., None, :] - s[..., :, None] * s[..., None, :]  # cos(φi + φj)
+    else:
+        g = s[..., :, None] * x[..., None, :] - x[..., :, None] * s[..., None, :]  # sin(φi - φj)
+    g_min, g_max = g.min(axis=(-2, -1), keepdims=True), g.max(axis=(-2, -1), keepdims=True)
+    span = g_max - g_min
+    grey = ((g - g_min) * (255.0 / np.where(span > 0, span, np.inf))).astype(np.uint8)  # truncates
+    k = grey.shape[-1]
+    if not size or size == k:
+        return grey
+    import cv2  # lazily: OpenCV is optional in a deploy-only install, and only this resize needs it
+
+    flat = grey.reshape(-1, k, k).transpose(1, 2, 0)  # (K, K, M): cv2 resizes channels together
+    # cv2's Python binding takes at most 128 channels per image
+    parts = [cv2.resize(np.ascontiguousarray(flat[..., i : i + 128]), (size, size), interpolation=cv2.INTER_LINEAR)
+             for i in range(0, flat.shape[-1], 128)]
+    out = np.concatenate([p.reshape(size, size, -1) for p in parts], axis=-1)  # (S, S, M)
+    return out.transpose(2, 0, 1).reshape(*grey.shape[:-2], size, size)
+
+
+def grey_to_input(grey: np.ndarray) -> np.ndarray:
+    """8-bit grey images as model input: float32 grey / 127.5 - 1, the same [-1, 1] span
+    as the float field (0 -> -1, 255 -> 1)."""
+    return grey.astype(np.float32) * np.float32(1 / 127.5) - np.float32(1.0)
 
 
 def _uint8_affine(xs: np.ndarray, kind: str, out: str) -> tuple[np.ndarray, np.ndarray]:

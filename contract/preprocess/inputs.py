@@ -15,7 +15,7 @@ import numpy as np
 
 from ..manifest import SENSOR_TYPES, Manifest, ModalitySpec
 from .frames import FrameTransform
-from .gaf import gaf_images, rescale
+from .gaf import gaf_images, grey_images, grey_to_input, rescale
 from .sampling import SegmentSampler, has_sample, nearest_frames, sensor_windows
 from ..series import FrameSeries, SensorSeries
 
@@ -85,13 +85,15 @@ def _sensor_input(
     t1: float,
     timings: dict[str, float],
 ) -> np.ndarray | None:
-    """(N, C, K, K) GAF images ("gaf") or (N, C, K) windows rescaled to [-1, 1] ("series") of
-    the modality's channels, or None if the stream is silent. Both scale the same way
-    (manifest.gaf_scaling), so the two types differ only in the imaging step."""
+    """(N, C, S, S) GAF images ("gaf"; S = manifest.gaf_side()) or (N, C, K) windows rescaled to
+    [-1, 1] ("series") of the modality's channels, or None if the stream is silent. Both
+    scale the same way (manifest.gaf_scaling), so the two types differ only in the imaging
+    step. The manifest's window_bounds and gaf_grey pick the edge recipe or MMTSA's paper mode."""
     tic = time.perf_counter()
     if not _has_sample(m, s, SensorSeries, t0, t1):
         return None
-    windows = sensor_windows(s.timestamps, s.select(m.channels), times, manifest.gaf_k, t0, t1)  # (N, C, K)
+    in_segments = manifest.window_bounds == "segment"
+    windows = sensor_windows(s.timestamps, s.select(m.channels), times, manifest.gaf_k, t0, t1, in_segments)  # (N, C, K)
     timings["sampling"] += time.perf_counter() - tic
     tic = time.perf_counter()
     lo = hi = None
@@ -99,8 +101,10 @@ def _sensor_input(
         lo, hi = np.asarray(m.ranges, dtype=np.float64).T  # (C,) each
     if m.type == "series":
         images = rescale(windows, lo, hi).astype(np.float32)  # (N, C, K)
+    elif manifest.gaf_grey == "uint8":  # MMTSA eq. 5, truncated to 8 bits as the official code does
+        images = grey_to_input(grey_images(windows, manifest.gaf_kind, lo, hi, manifest.gaf_side()))  # (N, C, S, S)
     else:
-        images = gaf_images(windows, manifest.gaf_kind, lo, hi, out="float32")  # (N, C, K, K)
+        images = gaf_images(windows, manifest.gaf_kind, lo, hi, out="float32", out_size=manifest.gaf_size or None)  # (N, C, S, S)
     timings["gaf"] += time.perf_counter() - tic  # the "gaf" stage: sensor windows -> model input
     return images
 

@@ -69,29 +69,39 @@ def sensor_windows(
     k: int,
     t0: float,
     t1: float,
+    in_segments: bool = False,
 ) -> np.ndarray:
     """K consecutive samples around each time: (T,), (T, C), (N,) -> (N, C, K) float32.
 
     Each window is centred on the sample nearest the time (that sample at position
-    K // 2), then shifted so all K samples lie among the samples inside [t0, t1): a
-    time near an edge gets a window flush with that edge, never one reaching outside
-    the observation window. If the window holds fewer than K samples, all of them are
-    used, centred, and padded by repeating the first / last sample (edge padding adds
-    no new values, so the per-window GAF rescale is unchanged). Raises ValueError if
-    no sample lies in [t0, t1).
+    K // 2), then shifted so all K samples lie among the samples inside its bounds: a
+    time near an edge gets a window flush with that edge. The bounds are the observation
+    window [t0, t1) (the edge recipe), or with `in_segments` the time's own segment, the
+    i-th of N equal parts of [t0, t1) (MMTSA eq. 6: S_i-1 <= i < i + K - 1 <= S_i; the
+    times must then be one per segment, as `SegmentSampler` draws them). If the bounds
+    hold fewer than K samples, all of them are used, centred, and padded by repeating
+    the first / last sample (edge padding adds no new values, so the per-window GAF
+    rescale is unchanged); a segment with no sample at all falls back to the observation
+    window. Raises ValueError if no sample lies in [t0, t1).
     """
     ts = np.asarray(series_timestamps, dtype=np.float64)  # (T,)
     lo, hi = _bounds(ts, t0, t1)
     if hi <= lo:
         raise ValueError(f"no sample in [{t0}, {t1}) (stream covers {_span(ts)})")
-    j = _nearest(ts, np.asarray(times, dtype=np.float64), lo, hi)  # (N,)
+    times = np.asarray(times, dtype=np.float64)
+    j = _nearest(ts, times, lo, hi)  # (N,)
+    if in_segments:
+        n = len(times)
+        edges = np.searchsorted(ts, t0 + np.arange(n + 1) * ((t1 - t0) / n), side="left")  # (N + 1,)
+        empty = edges[1:] <= edges[:-1]
+        lo_r, hi_r = np.where(empty, lo, np.maximum(edges[:-1], lo)), np.where(empty, hi, np.minimum(edges[1:], hi))  # (N,)
+    else:
+        lo_r, hi_r = lo, hi
     # np.minimum/np.maximum rather than np.clip: clip's per-call overhead in numpy 2 is
     # several times the work on these (N,)-sized arrays, and this runs every hop.
-    if hi - lo >= k:
-        start = np.minimum(np.maximum(j - k // 2, lo), hi - k)  # (N,)
-    else:
-        start = np.full_like(j, lo - (k - (hi - lo)) // 2)
-    idx = np.minimum(np.maximum(start[:, None] + np.arange(k), lo), hi - 1)  # (N, K)
+    count = hi_r - lo_r
+    start = np.where(count >= k, np.minimum(np.maximum(j - k // 2, lo_r), hi_r - k), lo_r - (k - count) // 2)  # (N,)
+    idx = np.minimum(np.maximum(start[:, None] + np.arange(k), np.reshape(lo_r, (-1, 1))), np.reshape(hi_r, (-1, 1)) - 1)  # (N, K)
     values = np.asarray(series_values)  # (T, C)
     return np.ascontiguousarray(values[idx].transpose(0, 2, 1), dtype=np.float32)  # (N, C, K)
 

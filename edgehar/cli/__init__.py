@@ -19,7 +19,7 @@ from ..argtypes import host_port, non_negative_float, positive_float, positive_i
 from ..errors import EdgeharError, EdgeharWarning
 from ..app.config import SMOOTHING_MODES, STALE_S
 from ..app.mqtt import parse_mqtt_url
-from ..contract.formats import FORMATS, PRECISIONS
+from ..contract.formats import FORMATS, MAX_ACCURACY_DROP, MIN_AGREEMENT, PRECISIONS
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -147,7 +147,8 @@ def _parser() -> argparse.ArgumentParser:
 
     train = verbs.add_parser("train", help="train a model on simulated, recorded or BasicMotions data; writes a bundle")
     train.add_argument("--data", default="sim", metavar="SOURCE",
-                       help="'sim' (default; generated once), 'basicmotions', a folder of recorded sessions, or a public "
+                       help="'sim' (default; generated once), 'sim-hard' (the same world with nuisance factors: docs/sim-hard.md), "
+                            "'basicmotions', a folder of recorded sessions, or a public "
                             "data set: utd-mhad:PATH, mmact:PATH, mmact-session:PATH, egocentric:PATH (docs/datasets.md)")
     train.add_argument("--model", default="mmtsa", help="registered model name (see `edgehar models`)")
     train.add_argument("--modalities", type=_names, default=(), metavar="A,B",
@@ -160,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = verbs.add_parser("evaluate", help="train every model fused and on each modality alone; write the ablation table")
     evaluate.add_argument("--data", default="sim", metavar="SOURCE",
-                          help="'sim' (default), 'basicmotions', a folder of sessions, or a public data set as for train")
+                          help="'sim' (default), 'sim-hard', 'basicmotions', a folder of sessions, or a public data set as for train")
     evaluate.add_argument("--models", type=_names, default=(), metavar="A,B",
                           help="registered model names (default: the papers' models and the baselines)")
     evaluate.add_argument("--components", action="store_true",
@@ -211,6 +212,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--data", metavar="SOURCE", help="data the windows come from (default: the bundle's own)")
     export.add_argument("--eval-windows", type=positive_int, metavar="N", help="cap on held-out windows for the fidelity check")
     export.add_argument("--threads", type=positive_int, metavar="N", help="threads when running the exported model")
+    export.add_argument("--min-agreement", type=probability, default=MIN_AGREEMENT, metavar="P",
+                        help=f"fidelity floor: top-1 agreement with the fp32 model, 0..1 (default {MIN_AGREEMENT:g}); "
+                             "a lowered floor is recorded in the bundle's manifest")
+    export.add_argument("--max-accuracy-drop", type=probability, default=MAX_ACCURACY_DROP, metavar="D",
+                        help=f"fidelity floor: accuracy lost against the fp32 model, 0..1 (default {MAX_ACCURACY_DROP:g})")
     export.set_defaults(run=_export)
 
     bench = verbs.add_parser("bench", help="one table: bundle x format x precision -> accuracy, latency per stage, "
@@ -460,6 +466,17 @@ def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gaf-scaling", choices=("window", "range"), dest="gaf_scaling",
                        help="rescale sensor windows per window (official MMTSA) or over ranges calibrated on the training data (default: the model's recipe)")
     parser.add_argument("--window", type=positive_float, dest="window_s", metavar="S", help="observation window (s)")
+    parser.add_argument("--recipe", choices=("edge", "paper"),
+                        help="input recipe of GAF models: 'edge' (default, the shipped bundles') or 'paper', MMTSA's own: "
+                             "one 3-channel image per sensor, eq. 5 grey levels, 224 px, windows inside their segment, "
+                             "a wider backbone (docs/results.md); the flags below override single options")
+    parser.add_argument("--sensor-images", choices=("stream", "sensor"), dest="sensor_images",
+                        help="one GAF image per stream (all its channels) or per sensor (x/y/z as 3 channels)")
+    parser.add_argument("--gaf-size", type=int, dest="gaf_size", metavar="PX", help="GAF image side (8..512; 0 = K, no resize)")
+    parser.add_argument("--gaf-grey", choices=("float", "uint8"), dest="gaf_grey",
+                        help="feed the float field, or MMTSA eq. 5 grey levels truncated to uint8")
+    parser.add_argument("--window-bounds", choices=("window", "segment"), dest="window_bounds",
+                        help="keep each K-sample window inside the observation window or inside its segment (MMTSA eq. 6)")
     parser.add_argument("--seed", type=int, help="random seed")
     parser.add_argument("--threads", type=positive_int, metavar="N", help="torch threads (default: all cores)")
     parser.add_argument("--set", action="append", default=[], dest="settings", metavar="KEY=VALUE",
@@ -471,7 +488,8 @@ def _recipe(args: argparse.Namespace, cfg):
     """`cfg` (a TrainConfig) with the recipe flags the user gave."""
     from dataclasses import replace
 
-    given = {k: getattr(args, k) for k in ("epochs", "batch_size", "windows_per_bout", "lr", "num_segments", "gaf_k", "gaf_scaling", "window_s", "seed", "threads")}
+    given = {k: getattr(args, k) for k in ("epochs", "batch_size", "windows_per_bout", "lr", "num_segments", "gaf_k", "gaf_scaling", "window_s", "seed", "threads",
+                                          "recipe", "sensor_images", "gaf_size", "gaf_grey", "window_bounds")}
     return replace(cfg, **{k: v for k, v in given.items() if v is not None})
 
 
@@ -555,7 +573,8 @@ def _export(args: argparse.Namespace) -> int:
     from ..quantize import export_bundle
 
     result = export_bundle(args.bundle, args.out, args.format, args.precision, calibration=args.calibration,
-                           data=args.data, eval_windows=args.eval_windows, threads=args.threads)
+                           data=args.data, eval_windows=args.eval_windows, threads=args.threads,
+                           min_agreement=args.min_agreement, max_accuracy_drop=args.max_accuracy_drop)
     print(result.summary())
     return 0 if result.ok else 1
 

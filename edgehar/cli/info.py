@@ -59,7 +59,9 @@ def _describe(folder: Path, m: Manifest, checked: str) -> list[str]:
     lines += [
         f"window     {m.window_s:g} s, one prediction every {m.hop_s:g} s; N={m.num_segments} {m.sampling} segments, "
         f"K={m.gaf_k} samples per sensor segment",
-        f"gaf        {m.gaf_kind}, scaling {m.gaf_scaling}",
+        f"gaf        {m.gaf_kind}, scaling {m.gaf_scaling}, {m.gaf_side()}x{m.gaf_side()} px, "
+        f"{'eq. 5 uint8 grey levels' if m.gaf_grey == 'uint8' else 'float field'}, "
+        f"each K-sample window inside its {'segment' if m.window_bounds == 'segment' else 'observation window'}",
         f"frames     short side resized to {m.frame_resize}, centre crop {m.frame_crop}, RGB /255, "
         f"mean {list(m.frame_mean)}, std {list(m.frame_std)}",
         "modalities",
