@@ -196,15 +196,18 @@ class WindowSampler:
     as the live app does) and random segment times; evaluation uses windows fully
     inside a bout on a fixed stride and segment centres. Windows never leave their
     recording.
+
+    Distributed training gives every worker the same `seed`, so each draws the same
+    epoch and takes its shard, and its own `rank`, so segment times differ between them.
     """
 
     def __init__(self, manifest: Manifest, recordings: list[LabelledRecording], train: bool, seed: int = 0,
-                 min_overlap: float = 0.75, eval_stride_s: float | None = None):
+                 min_overlap: float = 0.75, eval_stride_s: float | None = None, rank: int = 0):
         self.manifest = manifest
         self.recordings = recordings
         self.train = train
         self._rng = np.random.default_rng(seed)
-        self._sampler = SegmentSampler.for_manifest(manifest, train=train, seed=seed + 1)
+        self._sampler = SegmentSampler.for_manifest(manifest, train=train, seed=seed + 1 + 1000 * rank)
         self._frames = FrameTransform.from_manifest(manifest)
         self._label_index = {name: i for i, name in enumerate(manifest.labels)}
         w = manifest.window_s

@@ -4,6 +4,15 @@ Cross-subject: the model is fitted on the training subjects, the best epoch is p
 on the validation subjects, and the figures reported are on the test subjects only.
 Inputs are built by `contract.preprocess.inputs.build_inputs`, the code the live app
 runs, with random segment times (training) or segment centres (evaluation).
+
+Under torchrun (or `train --nproc N`) the same function runs in every worker:
+DistributedDataParallel over the model, each rank a disjoint shard of every epoch's
+windows and its share of the global batch (`batch_size` windows per step in all, so the
+recipe and its schedule mean the same at any worker count), validation accuracy summed
+over ranks (each predicts its part of the validation windows: it runs every epoch, so
+splitting it pays); the test, MACs and the bundle are rank 0's alone (once, and the
+confusion matrix and the per-modality test need every prediction in one place).
+See `distributed.py`.
 """
 
 from __future__ import annotations
@@ -11,7 +20,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +33,7 @@ from tqdm import tqdm
 from ..contract.manifest import GAF_KINDS, GAF_SCALINGS, SAMPLINGS, SENSOR_TYPES, Manifest, ModalitySpec
 from .bundle import write_bundle
 from .datasets import NAMED_SOURCES, DataError, LabelledData, LabelledRecording, WindowSampler, load_data
+from .distributed import Workers
 from .flops import count_macs
 from .metrics import classification_metrics
 from .public_datasets import is_public_source
@@ -64,7 +73,7 @@ class TrainConfig:
     windows_per_bout: int = 6  # random training windows drawn per labelled bout per epoch
     model_config: dict[str, Any] = field(default_factory=dict)  # overrides of the model's config
     seed: int = 0
-    threads: int | None = None  # torch intra-op threads; None: all cores
+    threads: int | None = None  # torch intra-op threads; None: all cores (split between local workers)
     out: str = "runs/train"
 
 
@@ -126,12 +135,17 @@ def _calibrated(modality: ModalitySpec, recordings: list[LabelledRecording]) -> 
 
 
 def train(cfg: TrainConfig, data: LabelledData | None = None, progress: bool = True) -> dict[str, Any]:
-    """Fit, evaluate on the test subjects, write the bundle and reports to `cfg.out`."""
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    """Fit, evaluate on the test subjects, write the bundle and reports to `cfg.out`.
+
+    In a distributed run every rank calls this and gets rank 0's metrics back."""
+    workers = Workers.from_env()
+    progress = progress and workers.is_main
+    torch.manual_seed(cfg.seed)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
+    torch.set_num_threads(cfg.threads or workers.threads())
     out = Path(cfg.out)
     if data is None:
-        data = load_data(cfg.data, frame_resize=Manifest.frame_resize, progress=progress)
+        with workers.main_first():  # rank 0 alone generates the cached simulated set
+            data = load_data(cfg.data, frame_resize=Manifest.frame_resize, progress=progress)
     manifest = build_manifest(data, cfg)
     model_config = {**get_recipe(cfg.recipe).model_config, **cfg.model_config}  # the user's own settings win
     try:
@@ -141,18 +155,22 @@ def train(cfg: TrainConfig, data: LabelledData | None = None, progress: bool = T
             raise
         raise DataError(f"{cfg.model} with {cfg.model_config} does not fit data {data.name!r}: {exc}") from None
     manifest = replace(manifest, model_config=model.config.to_dict())
-    out.mkdir(parents=True, exist_ok=True)  # only now: a bad data source or model leaves no empty folder
+    if workers.is_main:
+        out.mkdir(parents=True, exist_ok=True)  # only now: a bad data source or model leaves no empty folder
+    torch.manual_seed(cfg.seed + workers.rank)  # each rank its own dropout / modality-dropout draws
 
     train_recs = imbalanced(data.split("train"), data.labels, cfg.minority_keep, cfg.seed)
-    train_set = WindowSampler(manifest, train_recs, train=True, seed=cfg.seed)
+    train_set = WindowSampler(manifest, train_recs, train=True, seed=cfg.seed, rank=workers.rank)
     val_recs = data.split("val")
-    val_set = _EvalSet(WindowSampler(manifest, val_recs, train=False)) if val_recs else None
-    test_set = _EvalSet(WindowSampler(manifest, data.split("test"), train=False))
+    val_set = _EvalSet(WindowSampler(manifest, val_recs, train=False), workers) if val_recs else None
 
     started = time.perf_counter()
-    model = _fit(model, train_set, val_set, cfg, progress)
+    model = _fit(model, train_set, val_set, cfg, progress, workers)
     train_seconds = time.perf_counter() - started
+    if not workers.is_main:
+        return workers.from_main(None)
 
+    test_set = _EvalSet(WindowSampler(manifest, data.split("test"), train=False))
     metrics = evaluate(model, test_set, manifest)
     macs = count_macs(model, model.example_inputs(batch=1))
     metrics.update(
@@ -166,7 +184,7 @@ def train(cfg: TrainConfig, data: LabelledData | None = None, progress: bool = T
     manifest = replace(manifest, metrics={k: metrics[k] for k in ("accuracy", "macro_f1", "data", "test_windows")})
     write_bundle(out / "bundle", model, manifest)
     _write_reports(out, metrics, manifest.labels)
-    return metrics
+    return workers.from_main(metrics)
 
 
 def imbalanced(recordings: list[LabelledRecording], labels: tuple[str, ...], keep: float, seed: int) -> list[LabelledRecording]:
@@ -197,10 +215,11 @@ def imbalanced(recordings: list[LabelledRecording], labels: tuple[str, ...], kee
 
 
 class _EvalSet:
-    """Evaluation windows with their inputs built once (they are deterministic)."""
+    """Evaluation windows with their inputs built once (they are deterministic); with
+    `workers`, this rank's part of them."""
 
-    def __init__(self, windows: WindowSampler):
-        self.inputs, self.labels = windows.inputs(windows.eval_windows)
+    def __init__(self, windows: WindowSampler, workers: Workers | None = None):
+        self.inputs, self.labels = windows.inputs(workers.part(windows.eval_windows) if workers else windows.eval_windows)
 
 
 @dataclass(frozen=True)
@@ -211,7 +230,23 @@ class LossContext:
     class_weights: torch.Tensor  # (num_classes,) inverse class frequency of the training bouts, mean 1
 
 
-def _fit(model: nn.Module, train_set: WindowSampler, val_set: _EvalSet | None, cfg: TrainConfig, progress: bool) -> nn.Module:
+class _Loss(nn.Module):
+    """The model's training loss as a module, so DistributedDataParallel wraps the whole
+    loss computation: a model's own `training_loss` calls its forward from inside, which
+    a DDP wrapper around the bare model would never see."""
+
+    def __init__(self, model: nn.Module, ctx: LossContext):
+        super().__init__()
+        self.model, self.ctx = model, ctx
+
+    def forward(self, inputs: tuple[torch.Tensor, ...], target: torch.Tensor) -> torch.Tensor:
+        if hasattr(self.model, "training_loss"):
+            return self.model.training_loss(inputs, target, self.ctx)
+        return self.ctx.loss_fn(self.model(*inputs), target)
+
+
+def _fit(model: nn.Module, train_set: WindowSampler, val_set: _EvalSet | None, cfg: TrainConfig, progress: bool,
+         workers: Workers = Workers()) -> nn.Module:
     """Optimise the model, one AdamW + one-cycle schedule per training stage.
 
     Models may opt into two hooks (both optional, so a plain classifier needs neither):
@@ -222,32 +257,43 @@ def _fit(model: nn.Module, train_set: WindowSampler, val_set: _EvalSet | None, c
       cross-entropy of `forward` (auxiliary heads, class-weighted margins).
     The checkpoint kept is the best validation epoch of the last stage (earlier stages
     may not train the final head, so their validation accuracy says nothing).
+    Distributed, each stage wraps the loss in a fresh DDP (the stage decides which
+    parameters train), with `static_graph`: within a stage every step uses the same
+    parameters, and a config that leaves some out of the loss (an ablated component)
+    still trains, without `find_unused_parameters`' extra graph walk every step.
     """
     stages = model.training_stages(cfg.epochs) if hasattr(model, "training_stages") else [("main", cfg.epochs)]
-    steps_per_epoch = math.ceil(len(train_set.bouts) * cfg.windows_per_bout / cfg.batch_size)
+    batch = workers.per_rank_batch(cfg.batch_size)
+    steps_per_epoch = math.ceil(math.ceil(len(train_set.bouts) * cfg.windows_per_bout / workers.world_size) / batch)
+    device = workers.device
+    model.to(device)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     counts = np.bincount([c for *_, c in train_set.bouts], minlength=len(train_set.manifest.labels)).astype(np.float64)
     weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(counts), 0.0)
-    ctx = LossContext(loss_fn, torch.tensor(weights / weights[counts > 0].mean(), dtype=torch.float32))
+    ctx = LossContext(loss_fn, torch.tensor(weights / weights[counts > 0].mean(), dtype=torch.float32, device=device))
+    loss_module = _Loss(model, ctx)
     best_state, best_acc = None, -1.0
     bar = tqdm(total=sum(e for _, e in stages) * steps_per_epoch, desc=f"train {cfg.model}", unit="batch", disable=not progress)
     for si, (stage, epochs) in enumerate(stages):
         if hasattr(model, "set_training_stage"):
             model.set_training_stage(stage)
         params = [p for p in model.parameters() if p.requires_grad]
+        step: nn.Module = loss_module
+        if workers.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            step = DistributedDataParallel(loss_module, device_ids=[device.index] if device.type == "cuda" else None,
+                                           static_graph=True)
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=epochs * steps_per_epoch, pct_start=0.2)
         last_stage = si == len(stages) - 1
         for epoch in range(epochs):
             model.train()
-            items = train_set.epoch(cfg.windows_per_bout)
-            for b in range(0, len(items), cfg.batch_size):
-                arrays, labels = train_set.inputs(items[b : b + cfg.batch_size])
-                inputs, target = tuple(torch.from_numpy(a) for a in arrays), torch.from_numpy(labels)
-                if hasattr(model, "training_loss"):
-                    loss = model.training_loss(inputs, target, ctx)
-                else:
-                    loss = loss_fn(model(*inputs), target)
+            items = workers.shard(train_set.epoch(cfg.windows_per_bout))  # every rank draws the same epoch
+            for b in range(0, len(items), batch):
+                arrays, labels = train_set.inputs(items[b : b + batch])
+                inputs = tuple(torch.from_numpy(a).to(device) for a in arrays)
+                loss = step(inputs, torch.from_numpy(labels).to(device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -255,25 +301,27 @@ def _fit(model: nn.Module, train_set: WindowSampler, val_set: _EvalSet | None, c
                 bar.update(1)
                 bar.set_postfix(stage=stage, epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
             if val_set is not None and last_stage:
-                acc = float(np.mean(predict(model, val_set.inputs) == val_set.labels))
+                correct, seen = workers.sum(float(np.sum(predict(model, val_set.inputs) == val_set.labels)), len(val_set.labels))
+                acc = correct / seen
                 bar.set_postfix(stage=stage, epoch=epoch + 1, loss=f"{loss.item():.3f}", val_acc=f"{acc:.3f}")
-                if acc >= best_acc:
+                if acc >= best_acc:  # the same on every rank: the sums are
                     best_acc, best_state = acc, copy.deepcopy(model.state_dict())
     bar.close()
     if hasattr(model, "set_training_stage"):
         model.set_training_stage(stages[-1][0])
     if best_state is not None:
         model.load_state_dict(best_state)
-    return model.eval()
+    return model.cpu().eval()  # export, bundles and the live app take a CPU model
 
 
 @torch.no_grad()
 def predict(model: nn.Module, inputs: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
     model.eval()
+    device = next(model.parameters()).device
     preds = []
     for b in range(0, inputs[0].shape[0], batch_size):
-        logits = model(*(torch.from_numpy(a[b : b + batch_size]) for a in inputs))
-        preds.append(logits.argmax(dim=1).numpy())
+        logits = model(*(torch.from_numpy(a[b : b + batch_size]).to(device) for a in inputs))
+        preds.append(logits.argmax(dim=1).cpu().numpy())
     return np.concatenate(preds)
 
 
@@ -332,6 +380,7 @@ def train_ablation(cfg: TrainConfig, data: LabelledData | None = None, progress:
         f"| {r['modalities']} | {100 * r['accuracy']:.1f}% | {100 * r['macro_f1']:.1f}% | {r['params']:,} | {r['macs'] / 1e6:.1f} M |"
         for r in results
     ]
-    Path(cfg.out, "ablation.md").write_text("\n".join(lines) + "\n")
-    Path(cfg.out, "ablation.json").write_text(json.dumps(results, indent=2) + "\n")
+    if Workers.from_env().is_main:
+        Path(cfg.out, "ablation.md").write_text("\n".join(lines) + "\n")
+        Path(cfg.out, "ablation.json").write_text(json.dumps(results, indent=2) + "\n")
     return results

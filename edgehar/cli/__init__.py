@@ -155,6 +155,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="train on these modalities only (default: all the data has)")
     train.add_argument("--ablation", action="store_true",
                        help="also train each modality alone and write ablation.md (the paper's table)")
+    train.add_argument("--nproc", type=positive_int, default=1, metavar="N",
+                       help="train in N processes on this machine (DistributedDataParallel; "
+                            "more machines: torchrun, see docs/distributed.md)")
     _add_recipe_args(train)
     train.add_argument("--out", default="runs/train", help="output folder (bundle/, metrics.json, confusion.csv)")
     train.set_defaults(run=_train)
@@ -504,11 +507,18 @@ def _train(args: argparse.Namespace) -> int:
     from ..models.train import TrainConfig, train, train_ablation
 
     cfg = _with_settings(args, _recipe(args, TrainConfig(data=args.data, model=args.model, modalities=args.modalities, out=args.out)))
+    run = train_ablation if args.ablation else train
+    if args.nproc > 1:
+        from ..models.distributed import launch
+
+        m = launch(run, (cfg,), args.nproc)
+    else:
+        m = run(cfg)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: rank 0 reports
+        return 0
     if args.ablation:
-        train_ablation(cfg)
         print(Path(args.out, "ablation.md").read_text())
     else:
-        m = train(cfg)
         print(f"test accuracy {100 * m['accuracy']:.1f}%  macro-F1 {100 * m['macro_f1']:.1f}%  "
               f"({m['test_windows']} windows; bundle in {Path(args.out, 'bundle')})")
     return 0
