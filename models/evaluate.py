@@ -18,15 +18,24 @@ vs dense; CAM without MAR; M-Mixer's MCU parts; ...). The rows are named `--set`
 settings defined next to each family (`components` of its config class), trained with
 every modality fused, each over several seeds: mean ± std of test accuracy and macro-F1,
 and training time.
+
+`jobs > 1` trains the models in that many processes at once (a spawned process pool,
+each job one model's whole ablation, loading the data itself): the runs are independent,
+so this needs no distributed training, only cores. Each job gets its share of the
+cores, so its `train s` reads longer than the same run alone.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
+from functools import partial
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +50,21 @@ DEFAULT_MODELS = ("mmtsa", "cam", "mmixer", "nonlocal_fusion", "resatt", "late_c
 
 
 def evaluate_models(cfg: TrainConfig, models: tuple[str, ...] = (), progress: bool = True,
-                    settings: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """Train and evaluate each model (fused + each single modality); write the table to `cfg.out`.
-    `settings` (`--set` items) apply to every model."""
+                    settings: tuple[str, ...] = (), jobs: int = 1) -> list[dict[str, Any]]:
+    """Train and evaluate each model (fused + each single modality), `jobs` models at a
+    time; write the table to `cfg.out`. `settings` (`--set` items) apply to every model."""
     models = models or tuple(m for m in DEFAULT_MODELS if m in list_models())
-    data = load_data(cfg.data, frame_resize=Manifest.frame_resize, progress=progress)
+    data = load_data(cfg.data, frame_resize=Manifest.frame_resize, progress=progress)  # generates `sim` once, here
     started = time.perf_counter()
+    cfgs = [apply_settings(replace(cfg, model=name, out=str(Path(cfg.out) / name)), settings) for name in models]
+    if jobs > 1:
+        threads = cfg.threads or max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            all_runs = list(pool.map(partial(train_ablation, progress=False), [replace(c, threads=threads) for c in cfgs]))
+    else:
+        all_runs = [train_ablation(c, data=data, progress=progress) for c in cfgs]
     rows = []
-    for name in models:
-        run_cfg = apply_settings(replace(cfg, model=name, out=str(Path(cfg.out) / name)), settings)
-        runs = train_ablation(run_cfg, data=data, progress=progress)
+    for name, runs in zip(models, all_runs):
         fused, singles = runs[0], runs[1:]
         rows.append({"model": name, "fused": fused, "single": {r["modalities"]: r for r in singles}})
     minutes = (time.perf_counter() - started) / 60

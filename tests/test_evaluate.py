@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from edgehar.models.evaluate import evaluate_models
 from edgehar.models.train import TrainConfig
@@ -35,3 +36,19 @@ def test_one_row_per_model_with_fused_single_and_missing_modality_figures(sessio
     drop = max(fused["accuracy"] - v for v in fused["accuracy_without"].values())
     assert lines[1].endswith(f"| {100 * drop:.1f} |")
     assert json.loads((tmp_path / "evaluation.json").read_text())["rows"] == rows
+
+
+def test_jobs_train_the_models_in_parallel_processes_with_the_same_figures(sessions, tmp_path):
+    """Independent runs in a process pool give what one process gives (train time aside)."""
+
+    def figures(rows):
+        return [{k: v for k, v in run.items() if k != "train_seconds"}
+                for r in rows for run in (r["fused"], *r["single"].values())]
+
+    cfg = TrainConfig(data=str(sessions), epochs=1, windows_per_bout=1, threads=1)
+    models = ("late_concat_tiny", "mmtsa_tiny")
+    one = evaluate_models(replace(cfg, out=str(tmp_path / "one")), models=models, progress=False)
+    two = evaluate_models(replace(cfg, out=str(tmp_path / "two")), models=models, progress=False, jobs=2)
+    assert [r["model"] for r in two] == list(models)
+    assert figures(two) == figures(one)
+    assert (tmp_path / "two" / "mmtsa_tiny" / "imu" / "bundle" / "manifest.json").is_file()
