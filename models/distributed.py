@@ -19,16 +19,21 @@ draw already reshuffles every epoch, which is what `set_epoch` gives a `Dataset`
 from __future__ import annotations
 
 import atexit
+import logging
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch.utils.data.distributed import DistributedSampler
+
+from ..errors import EdgeharError
 
 T = TypeVar("T")
 
@@ -126,9 +131,19 @@ class Workers:
             dist.barrier()
 
 
+class WorkerError(EdgeharError):
+    """A launched worker stopped on bad input (an EdgeharError); carries its message."""
+
+
 def launch(fn: Callable[..., T], args: tuple[Any, ...], nproc: int) -> T:
     """Run `fn(*args)` in `nproc` workers on this machine under torch's elastic launcher;
-    rank 0's return value. `fn` must be importable by name (workers are spawned)."""
+    rank 0's return value. `fn` must be importable by name (workers are spawned).
+
+    A worker that meets bad input (an EdgeharError: a missing data folder, an unknown
+    model) exits quietly and its message is raised here as a `WorkerError`, one line as
+    in a single process; any other failure keeps torch's report with the traceback.
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     config = LaunchConfig(
@@ -136,4 +151,29 @@ def launch(fn: Callable[..., T], args: tuple[Any, ...], nproc: int) -> T:
         rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0",  # port 0: the OS picks a free one
         max_restarts=0, local_addr="127.0.0.1",
     )
-    return elastic_launch(config, fn)(*args)[0]
+    with tempfile.TemporaryDirectory(prefix="edgehar-workers-") as tmp:
+        errors = Path(tmp)
+        # the launcher's per-worker failure and termination lines; a traceback is re-raised below
+        loggers = [logging.getLogger(n) for n in ("torch.distributed.elastic", "torch.multiprocessing.spawn")]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
+        try:
+            return elastic_launch(config, _worker)(fn, args, str(errors))[0]
+        except ChildFailedError:
+            messages = sorted(errors.glob("rank*.txt"))
+            if messages:
+                raise WorkerError(messages[0].read_text()) from None
+            raise
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
+def _worker(fn: Callable[..., T], args: tuple[Any, ...], errors: str) -> T:
+    """One launched worker: `fn(*args)`; bad input leaves its message in `errors` and exits 2."""
+    try:
+        return fn(*args)
+    except EdgeharError as exc:
+        Path(errors, f"rank{os.environ.get('RANK', '0')}.txt").write_text(str(exc))
+        raise SystemExit(2) from None

@@ -362,6 +362,8 @@ VERB_CASES = [
      "{tmp}/clip.mp4", None),
     ("live-config-inf", ["live", "--config", "{tmp}/inf.toml", "--model", "{bundle}", "--check"], "expected a finite number", None),
     ("train-missing-data", ["train", "--data", "{tmp}/nodata", "--out", "{tmp}/out"], "{tmp}/nodata", "out"),
+    # in two launched workers: the worker's message, not the launcher's report
+    ("train-nproc-missing-data", ["train", "--nproc", "2", "--data", "{tmp}/nodata", "--out", "{tmp}/out"], "{tmp}/nodata", "out"),
     ("train-meta-streams-not-objects", ["train", "--data", "{tmp}/s-streams-5", "--out", "{tmp}/out"], "streams.imu is 5", "out"),
     ("train-meta-streams-number", ["train", "--data", "{tmp}/s-streams-int", "--out", "{tmp}/out"], "streams is 5", "out"),
     ("evaluate-missing-data", ["evaluate", "--data", "{tmp}/nodata", "--out", "{tmp}/out"], "{tmp}/nodata", "out"),
