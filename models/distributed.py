@@ -54,7 +54,7 @@ class Workers:
             return cls()
         if not dist.is_initialized():
             # nccl needs one GPU per process; gloo runs anywhere (and on loopback for tests)
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            backend = "nccl" if _one_gpu_each() else "gloo"
             if backend == "nccl":
                 torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
             dist.init_process_group(backend)
@@ -73,8 +73,8 @@ class Workers:
 
     @property
     def device(self) -> torch.device:
-        """This worker's GPU when torch has CUDA, else the CPU."""
-        return torch.device("cuda", self.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        """This worker's GPU when there is one for each local worker, else the CPU."""
+        return torch.device("cuda", self.local_rank) if _one_gpu_each() else torch.device("cpu")
 
     def threads(self) -> int:
         """Default torch threads: this machine's cores split between its workers."""
@@ -133,6 +133,11 @@ class Workers:
 
 class WorkerError(EdgeharError):
     """A launched worker stopped on bad input (an EdgeharError); carries its message."""
+
+
+def _one_gpu_each() -> bool:
+    """CUDA with a GPU for every worker on this machine (more workers than GPUs: CPU, gloo)."""
+    return torch.cuda.is_available() and int(os.environ.get("LOCAL_WORLD_SIZE", "1")) <= torch.cuda.device_count()
 
 
 def launch(fn: Callable[..., T], args: tuple[Any, ...], nproc: int) -> T:
