@@ -157,7 +157,8 @@ def train(cfg: TrainConfig, data: LabelledData | None = None, progress: bool = T
     manifest = replace(manifest, model_config=model.config.to_dict())
     if workers.is_main:
         out.mkdir(parents=True, exist_ok=True)  # only now: a bad data source or model leaves no empty folder
-    torch.manual_seed(cfg.seed + workers.rank)  # each rank its own dropout / modality-dropout draws
+    if workers.distributed:  # each rank its own dropout / modality-dropout draws
+        torch.manual_seed(cfg.seed + workers.rank)
 
     train_recs = imbalanced(data.split("train"), data.labels, cfg.minority_keep, cfg.seed)
     train_set = WindowSampler(manifest, train_recs, train=True, seed=cfg.seed, rank=workers.rank)
