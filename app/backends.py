@@ -241,6 +241,11 @@ class OnnxRuntimeBackend:
         chosen = choose_providers(providers, ort.get_available_providers())
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: a bad file is our one line, not its log too
+        # ORT's pool threads spin-wait for the next op by default; the live app runs one
+        # ~1 ms inference per 250 ms hop, and the spinning cost 15-20 % of a core beside it
+        # (benchmarks/live_path.py onnx rows). The threads sleep between hops instead.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if num_threads:  # like the other runtimes: threads of one inference (intra-op); ops run in order
             options.intra_op_num_threads = num_threads
             options.inter_op_num_threads = 1
