@@ -126,7 +126,7 @@ def test_a_data_source_that_cannot_be_found_is_a_row_status(bundle, tmp_path):
     (moved / "manifest.json").write_text(json.dumps(manifest))
     table = run_bench([moved], runs=1, warmup=0, meter="none", dense=False, gaf_reps=0)
     [row] = table.rows
-    assert row.status.startswith("data ") and "is not 'sim', 'basicmotions', a public data set" in row.status
+    assert row.status.startswith("data ") and "is not 'sim', 'sim-hard', 'basicmotions', a public data set" in row.status
     assert row.peak_rss_mb > 0 and row.accuracy is None
 
 
