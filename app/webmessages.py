@@ -35,7 +35,7 @@ import json
 import cv2
 import numpy as np
 
-from .display import TRACE_SECONDS, Trace, ViewState
+from .display import TRACE_SECONDS, Trace, ViewError, ViewState
 
 JPEG_QUALITY = 75  # the camera image
 SEGMENTS_JPEG_QUALITY = 90  # GAF tiles have sharp cell edges that 75 blurs visibly
@@ -135,6 +135,8 @@ def split_binary(message: bytes) -> tuple[dict, bytes]:
 
 def _jpeg(image: np.ndarray, quality: int) -> bytes:
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ViewError(f"OpenCV could not encode a {image.shape} image as JPEG for the page")
     return buf.tobytes()
 
 

@@ -10,6 +10,7 @@ live app runs.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +99,6 @@ def load_sessions(folder: Path, frame_resize: int | None, name: str) -> Labelled
             raise DataError(f"session {str(f)!r} has other streams than {str(folders[0])!r}")
     labels = tuple(sorted({act for r in recordings for _, _, act in r.labels}))
     if not explicit:  # e.g. one person's own recordings: no other subject to hold out
-        import sys
-
         print(f"edgehar: no session under {str(folder)!r} has a split; splitting every labelled bout by time "
               f"({TIME_SPLIT[0]:.0%} train, {TIME_SPLIT[1]:.0%} val, rest test)", file=sys.stderr)
         recordings = split_by_time(recordings)
@@ -225,8 +224,6 @@ class WindowSampler:
             raise DataError(f"no labelled bout is at least one window ({w} s) long")
         short = sum(1 for rec in recordings for _, _, act in rec.labels if act in self._label_index) - len(self.bouts)
         if short and not train:  # e.g. trimmed clips of a public data set shorter than the window
-            import sys
-
             print(f"edgehar: {short} labelled bouts are shorter than the window ({w} s) and are left out of "
                   "evaluation (--window sets a shorter one)", file=sys.stderr)
         stride = eval_stride_s or w / 2
