@@ -19,21 +19,23 @@ settings defined next to each family (`components` of its config class), trained
 every modality fused, each over several seeds: mean ± std of test accuracy and macro-F1,
 and training time.
 
-`jobs > 1` trains the models in that many processes at once (a spawned process pool,
-each job one model's whole ablation, loading the data itself): the runs are independent,
+`jobs > 1` trains that many models (or, with `--components`, runs) at once (a spawned
+process pool; for the modality table each job is one model's whole ablation, loading
+the data itself): the runs are independent,
 so this needs no distributed training, only cores. Each job gets its share of the
 cores, so its `train s` reads longer than the same run alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import asdict, replace
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
@@ -74,29 +76,73 @@ def evaluate_models(cfg: TrainConfig, models: tuple[str, ...] = (), progress: bo
 
 
 def evaluate_components(cfg: TrainConfig, models: tuple[str, ...] = (), seeds: int = 3, progress: bool = True,
-                        settings: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+                        settings: tuple[str, ...] = (), jobs: int = 1) -> list[dict[str, Any]]:
     """Each model's component ablation: every row of its config class's `components`, trained
     with seeds cfg.seed .. cfg.seed + seeds - 1 on all modalities; `settings` first, the row's
     on top. Writes `evaluation.md` / `evaluation.json` (each run's bundle in
-    `out/MODEL/ROW/seed-S/`) and returns one row per (model, component)."""
+    `out/MODEL/ROW/seed-S/`) and returns one row per (model, component).
+
+    The table is hours of training, so it is written again as each row completes (an
+    interrupted run leaves the rows it finished), and a run whose folder already holds the
+    metrics of the same recipe (`run.json`) is not trained again: the same command resumes
+    where it stopped. `jobs > 1` trains that many runs at once in spawned processes, each
+    loading the data once and taking its share of the cores."""
     models = models or tuple(m for m in DEFAULT_MODELS if m in list_models())
     data = load_data(cfg.data, frame_resize=Manifest.frame_resize, progress=progress)
     started = time.perf_counter()
-    rows = []
-    for name in models:
-        for component, items in model_config_class(name).components.items():
-            runs = []
-            for seed in range(cfg.seed, cfg.seed + seeds):
-                out = Path(cfg.out) / name / _folder(component) / f"seed-{seed}"
-                run_cfg = apply_settings(replace(cfg, model=name, seed=seed, out=str(out)), settings + items)
-                runs.append(train(run_cfg, data=data, progress=progress))
+    table = [(name, component, items) for name in models
+             for component, items in model_config_class(name).components.items()]
+    runs = [apply_settings(replace(cfg, model=name, seed=seed, out=str(Path(cfg.out) / name / _folder(component) / f"seed-{seed}")),
+                           settings + items)
+            for name, component, items in table for seed in range(cfg.seed, cfg.seed + seeds)]
+    if jobs > 1:
+        threads = cfg.threads or max(1, (os.cpu_count() or 1) // jobs)
+        pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_load_worker_data,
+                                   initargs=(cfg.data,))
+        results = pool.map(_train_in_worker, [replace(r, threads=threads) for r in runs])
+    else:
+        pool, results = None, (_train_once(r, data, progress) for r in runs)
+    rows: list[dict[str, Any]] = []
+    try:
+        for k, (name, component, items) in enumerate(table):
+            done = [next(results) for _ in range(seeds)]  # in order: a row as soon as its seeds are in
             rows.append({"model": name, "component": component, "settings": list(items), "seeds": seeds,
-                         **{k: _spread([r[k] for r in runs]) for k in ("accuracy", "macro_f1", "train_seconds")},
-                         "params": runs[0]["params"], "macs": runs[0]["macs"]})
-    minutes = (time.perf_counter() - started) / 60
-    _write(Path(cfg.out), {"data": data.name, "minutes": round(minutes, 1), "rows": rows},
-           components_markdown(rows, data.name, minutes))
+                         **{key: _spread([r[key] for r in done]) for key in ("accuracy", "macro_f1", "train_seconds")},
+                         "params": done[0]["params"], "macs": done[0]["macs"]})
+            minutes = (time.perf_counter() - started) / 60
+            _write(Path(cfg.out), {"data": data.name, "minutes": round(minutes, 1), "rows": rows,
+                                   "complete": k + 1 == len(table)},
+                   components_markdown(rows, data.name, minutes, of=len(table)))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return rows
+
+
+def _train_once(cfg: TrainConfig, data, progress: bool) -> dict[str, Any]:
+    """`train(cfg)`, unless `cfg.out` already holds the metrics of a run of this very recipe
+    (its `run.json`: every TrainConfig field but the output folder and the threads, which do
+    not change what is trained)."""
+    recipe = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k not in ("out", "threads")}))
+    out = Path(cfg.out)
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads((out / "run.json").read_text()) == recipe:
+            return json.loads((out / "metrics.json").read_text())
+    metrics = train(cfg, data=data, progress=progress)
+    (out / "run.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    return metrics
+
+
+_worker_data = None  # a pool process's copy of the data (`_load_worker_data`)
+
+
+def _load_worker_data(source: str) -> None:
+    global _worker_data
+    _worker_data = load_data(source, frame_resize=Manifest.frame_resize, progress=False)
+
+
+def _train_in_worker(cfg: TrainConfig) -> dict[str, Any]:
+    return _train_once(cfg, _worker_data, progress=False)
 
 
 def _folder(component: str) -> str:
@@ -116,8 +162,9 @@ def _write(out: Path, payload: dict[str, Any], md: str) -> None:
     (out / "evaluation.md").write_text(md)
 
 
-def components_markdown(rows: list[dict[str, Any]], data: str, minutes: float) -> str:
-    """One table per model: component, settings, accuracy and macro-F1 (mean ± std, %), train s."""
+def components_markdown(rows: list[dict[str, Any]], data: str, minutes: float, of: int | None = None) -> str:
+    """One table per model: component, settings, accuracy and macro-F1 (mean ± std, %), train s.
+    `of`: how many rows the whole table has (fewer in `rows`: a table still being trained)."""
     lines = [f"## Component ablations on `{data}` (cross-subject test windows, all modalities; mean ± std over seeds)", ""]
     for model in dict.fromkeys(r["model"] for r in rows):
         lines += [
@@ -133,7 +180,8 @@ def components_markdown(rows: list[dict[str, Any]], data: str, minutes: float) -
                          f"{pct(f1['mean'])} ± {pct(f1['std'])} | {r['params']:,} | {r['macs'] / 1e6:.1f} M | "
                          f"{secs['mean']:.0f} ± {secs['std']:.0f} | {r['seeds']} |")
         lines.append("")
-    lines += [f"{len(rows)} rows trained in {minutes:.0f} min on this machine.", ""]
+    so_far = f" of {of} (the rest not trained yet)" if of is not None and of > len(rows) else ""
+    lines += [f"{len(rows)} rows{so_far} trained in {minutes:.0f} min on this machine.", ""]
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ full model (the families' own test files check the default against the equations
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from edgehar.models import create_model, model_config_class
-from edgehar.models.evaluate import evaluate_components
+from edgehar.models.evaluate import _folder, evaluate_components
 from edgehar.models.recurrent import GRU, LSTM
 from edgehar.models.settings import DATA_KEYS, PIPELINE_KEYS, parse_settings
 from edgehar.models.train import LossContext, TrainConfig
@@ -242,3 +243,28 @@ def test_evaluate_components_table(sessions, tmp_path: Path) -> None:
     line = next(x for x in table.splitlines() if x.startswith("| dense sampling |"))
     assert f"| {100 * dense['accuracy']['mean']:.1f} ± 0.0 |" in line and line.endswith("| 1 |")
     assert json.loads((tmp_path / "evaluation.json").read_text())["rows"] == rows
+
+
+def test_evaluate_components_in_processes_resumes(sessions, tmp_path: Path) -> None:
+    """`jobs=2` trains the runs in two processes, to the same table layout; the same command
+    again trains nothing (each run's `run.json` matches its recipe: its metrics are read
+    back), and a changed recipe trains again."""
+    name = "nonlocal_fusion_tiny"
+    cfg = TrainConfig(data=str(sessions), epochs=1, windows_per_bout=1, out=str(tmp_path))
+    rows = evaluate_components(cfg, models=(name,), seeds=1, progress=False, jobs=2)
+    assert [r["component"] for r in rows] == list(model_config_class(name).components)
+    assert json.loads((tmp_path / "evaluation.json").read_text())["complete"] is True
+    first = tmp_path / name / _folder(rows[0]["component"]) / "seed-0"
+    assert json.loads((first / "run.json").read_text())["model_config"] == {}
+    metrics = json.loads((first / "metrics.json").read_text())
+    (first / "metrics.json").write_text(json.dumps({**metrics, "accuracy": 0.123}))  # what a resumed run must read
+    bundle_written = (first / "bundle" / "manifest.json").stat().st_mtime_ns
+
+    again = evaluate_components(cfg, models=(name,), seeds=1, progress=False)
+    assert again[0]["accuracy"]["values"] == [0.123]
+    assert [r["accuracy"] for r in again[1:]] == [r["accuracy"] for r in rows[1:]]
+    assert (first / "bundle" / "manifest.json").stat().st_mtime_ns == bundle_written
+
+    retrained = evaluate_components(replace(cfg, lr=1e-3), models=(name,), seeds=1, progress=False)
+    assert retrained[0]["accuracy"]["values"] != [0.123]
+    assert json.loads((first / "run.json").read_text())["lr"] == 1e-3

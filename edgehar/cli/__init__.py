@@ -168,11 +168,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--models", type=_names, default=(), metavar="A,B",
                           help="registered model names (default: the papers' models and the baselines)")
     evaluate.add_argument("--components", action="store_true",
-                          help="run each model's component ablations from its paper instead of the modality ablation")
+                          help="run each model's component ablations from its paper instead of the modality ablation "
+                               "(resumable: runs already in --out with the same recipe are not trained again)")
     evaluate.add_argument("--seeds", type=positive_int, metavar="N",
                           help="--components: train every row with seeds 0..N-1, report mean ± std (default 3)")
     evaluate.add_argument("--jobs", type=positive_int, default=1, metavar="N",
-                          help="train N models at once, each in its own process (default 1)")
+                          help="train N models (--components: N runs) at once, each in its own process (default 1)")
     _add_recipe_args(evaluate)
     evaluate.add_argument("--out", default="runs/evaluate", help="output folder (evaluation.md, evaluation.json, one folder per run)")
     evaluate.set_defaults(run=_evaluate)
@@ -542,10 +543,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         _with_settings(args, replace(cfg, model=name))
     if args.seeds is not None and not args.components:
         raise EdgeharError("--seeds is for --components (the modality table trains each run once)")
-    if args.jobs > 1 and args.components:
-        raise EdgeharError("--jobs is for the modality table; --components trains its rows one after another")
     if args.components:
-        evaluate_components(cfg, models=models, seeds=args.seeds or 3, settings=tuple(args.settings))
+        evaluate_components(cfg, models=models, seeds=args.seeds or 3, settings=tuple(args.settings), jobs=args.jobs)
     else:
         evaluate_models(cfg, models=models, settings=tuple(args.settings), jobs=args.jobs)
     print(Path(args.out, "evaluation.md").read_text())
