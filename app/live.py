@@ -291,7 +291,6 @@ class LiveSummary:
 
 # Health fields carried in each JSON prediction line.
 _HEALTH_FIELDS = ("state", "rate_hz", "lost_blocks", "crc_errors", "outages", "battery_pct", "decode_ms")
-_VIEW_SLEEP_S = 0.02  # the most the loop sleeps at once while a view is drawn (keys stay responsive)
 
 
 def run_live(manifest: Manifest, backend: Backend, sources, options: LiveOptions, out: TextIO = sys.stdout,
@@ -441,10 +440,11 @@ class _Run:
         return self.quit
 
     def _wait(self, until: float) -> None:
-        """Until the next hop at `until`: the view's turn, then a short sleep."""
+        """Until the next hop at `until`: the view's turn, then sleep until the hop or the
+        view's next frame (the view wakes it sooner for keys)."""
         self._turn()
         wake = min(until, self.view.next_frame) if self.view.shows_images else until
-        time.sleep(min(max(0.0, wake - time.monotonic()), _VIEW_SLEEP_S))
+        self.view.sleep(wake - time.monotonic())
 
     def _turn(self) -> None:
         key = self.view.turn(self.end)

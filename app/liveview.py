@@ -38,6 +38,7 @@ class Prediction(Protocol):
     inputs: ModelInputs | None
 
 
+KEY_POLL_S = 0.02  # a window's (or a test's key source's) keys are polled this often; a page's key wakes the loop
 FRAME_FRESH_S = 2.0  # an older camera frame is not shown as the current one
 _MISSING_TILE = (40, 40, 90)  # BGR: the tile of a modality that was missing in the window
 
@@ -172,6 +173,19 @@ class LiveView:
             self.web.publish(self.state, made=self._made, camera=slot)
         key = self.window.poll_key() if self.window is not None else (self._keys() if self._keys else "")
         return self._key(key or (self.web.key() if self.web is not None else ""))
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep until the view's next turn, `seconds` from now: at most KEY_POLL_S where
+        keys must be polled (a window), and no longer than until a page sends a key. A
+        page-only or terminal run so sleeps a whole hop or view frame, not 20 ms at a time
+        (waking 50 times a second cost ~1 % of a core for nothing)."""
+        if self.window is not None or self._keys is not None:
+            seconds = min(seconds, KEY_POLL_S)
+        seconds = max(0.0, seconds)
+        if self.web is not None:
+            self.web.wait_key(seconds)
+        else:
+            time.sleep(seconds)
 
     def _key(self, key: str) -> str:
         """The view's own keys act here (p pause, t thumbnails); every key is returned."""

@@ -1,31 +1,36 @@
 """What the browser view's page is sent: the data it draws the view from.
 
-The page (web/live.html) draws the view itself, in canvas and DOM, from three kinds of
-WebSocket message, each made once in the live loop's thread for every viewer:
+The page (web/live.html) draws the view itself, in canvas and DOM. Each view frame
+reaches it as **one** binary WebSocket message (`frame_message`), made of pieces each
+encoded once in the live loop's thread for every viewer:
 
-- **state** (text, JSON, every view frame): smoothed label, top-3, per-stage latency,
-  stream health, pause / smoothing / thumbnails, the recording's labelling state, plus
-  `seq` (the frame's number) and `made` (when the prediction it shows was made, for the
-  lag benchmark).
-- **traces** (text, JSON, before the state that follows new samples): the samples each
-  trace gained since the last frame (`trace_json(trace, since)`), which the page adds to
-  the 5 s it keeps; a new viewer first gets the whole 5 s. Sending the whole window
-  every frame was ~19 kB of JSON (glove and IMU at 100 Hz); a frame's new samples ~0.7 kB.
-- **camera** (binary, only when the camera frame is a new one): the frame alone as a
-  JPEG at the camera's own size, or shrunk to fit the box the page shows it in
-  (`CAMERA_BOX`), never enlarged; at most at the view's rate.
-- **segments** (binary, only when a new prediction changed them, ~4 Hz): every
+- **state** (JSON, every frame): smoothed label, top-3, per-stage latency, stream
+  health, pause / smoothing / thumbnails, the recording's labelling state, plus `seq`
+  (the frame's number) and `made` (when the prediction it shows was made, for the lag
+  benchmark).
+- **traces** (JSON, with every frame that follows new samples): the samples each trace
+  gained since the last frame (`trace_json(trace, since)`), which the page adds to the
+  5 s it keeps; a new viewer first gets the whole 5 s. Sending the whole window every
+  frame was ~19 kB of JSON (glove and IMU at 100 Hz); a frame's new samples ~0.7 kB.
+- **camera** (a JPEG part, only when the camera frame is a new one): the frame alone at
+  the camera's own size, or shrunk to fit the box the page shows it in (`CAMERA_BOX`),
+  never enlarged; at most at the view's rate.
+- **segments** (a JPEG part, only when a new prediction changed them, ~4 Hz): every
   modality's N sampled inputs (the thumbnails `liveview.thumbnails` draws for the window)
   packed side by side in one JPEG, with where each tile lies.
 
-A binary message is `[2-byte big-endian header length][JSON header][JPEG]`; the header's
-`kind` says which ("camera" or "segments"). One framing for both keeps the page's parsing
-to one function, and the tile rectangles travel with the image they describe.
+A frame message is `[4-byte big-endian header length][JSON header][the parts' bytes]`;
+the header is `{"type": "frame", "state": ..., "traces": ..., "parts": [...]}` (state or
+traces null when the frame has none), each part's header saying its kind, its `bytes`
+and what it needs (the camera's size, the tiles' rectangles). Why one message: each
+WebSocket message is a write and a wake-up of the server's loop for each viewer, and an
+event for each page; state, traces and images as separate messages were ~3 per frame
+and viewer, and their sending cost about as much as making them (benchmarks/RESULTS.md).
 
-Why this split rather than the window's whole rendered view as one JPEG: the server then
-encodes only what only it has (the camera image, the thumbnails it colour-mapped), and
-the 1280x720 view is neither drawn nor encoded per frame (that cost ~10 % of a core at
-10 fps; see benchmarks/RESULTS.md).
+Why the page draws rather than being sent the window's whole rendered view as one JPEG:
+the server then encodes only what only it has (the camera image, the thumbnails it
+colour-mapped), and the 1280x720 view is neither drawn nor encoded per frame (that cost
+~10 % of a core at 10 fps; see benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -46,8 +51,7 @@ _TILE_GAP = 4
 
 
 def page_state(s: ViewState) -> dict:
-    """The state message's fields, from the view's state (the traces go in their own
-    messages: `trace_json`)."""
+    """The frame's state, from the view's state (the traces go beside it: `trace_json`)."""
     top3 = [] if s.probs is None else [[s.labels[i], round(float(s.probs[i]), 4)]
                                        for i in np.argsort(s.probs)[::-1][:3]]
     return {
@@ -103,12 +107,12 @@ def trace_json(tr: Trace, since: float | None = None) -> dict:
             "values": q.T.tolist()}
 
 
-def traces_message(chunks: list[str], full: bool) -> str:
-    """One traces message from chunks already encoded (each a JSON list of `trace_json`s,
-    one per published frame): joined as text, so a viewer that fell behind by several
-    frames costs no new encoding. `full`: the chunk is every trace's whole window (a new
-    viewer, or one that fell too far behind), which replaces what the page holds."""
-    return f'{{"type":"traces","full":{"true" if full else "false"},"chunks":[{",".join(chunks)}]}}'
+def traces_json(chunks: list[str], full: bool) -> str:
+    """A frame's traces from chunks already encoded (each a JSON list of `trace_json`s, one
+    per published frame): joined as text, so a viewer that fell behind by several frames
+    costs no new encoding. `full`: the chunk is every trace's whole window (a new viewer,
+    or one that fell too far behind), which replaces what the page holds."""
+    return f'{{"full":{"true" if full else "false"},"chunks":[{",".join(chunks)}]}}'
 
 
 def trace_samples(msg: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -121,16 +125,32 @@ def trace_samples(msg: dict) -> tuple[np.ndarray, np.ndarray]:
     return t, msg["lo"] + np.asarray(msg["values"], np.float64).T * (span / TRACE_LEVELS)
 
 
-def binary(header: dict, payload: bytes) -> bytes:
-    """One binary message: the header's length, the header (JSON), the payload."""
-    head = json.dumps(header, separators=(",", ":")).encode()
-    return len(head).to_bytes(2, "big") + head + payload
+Part = tuple[str, bytes]  # an image part of a frame: its header (JSON text, without `bytes`) and its bytes
 
 
-def split_binary(message: bytes) -> tuple[dict, bytes]:
-    """`binary`'s inverse (what the page does; for tests and tools)."""
-    n = int.from_bytes(message[:2], "big")
-    return json.loads(message[2:2 + n]), message[2 + n:]
+def _part(header: dict, payload: bytes) -> Part:
+    return json.dumps(header, separators=(",", ":")), payload
+
+
+def frame_message(state: str | None, traces: str | None, parts: list[Part]) -> bytes:
+    """One view frame for the page: the state and traces (JSON text, or None) and the
+    image parts, in one binary message (the layout: the module's docstring). Joined as
+    text and bytes: nothing is encoded again per viewer."""
+    heads = ",".join(f'{head[:-1]},"bytes":{len(payload)}}}' for head, payload in parts)
+    header = f'{{"type":"frame","state":{state or "null"},"traces":{traces or "null"},"parts":[{heads}]}}'.encode()
+    return b"".join([len(header).to_bytes(4, "big"), header, *(payload for _, payload in parts)])
+
+
+def split_frame(message: bytes) -> tuple[dict, list[tuple[dict, bytes]]]:
+    """`frame_message`'s inverse (what the page does; for tests and tools): the header, and
+    each part's header with its bytes."""
+    n = int.from_bytes(message[:4], "big")
+    header = json.loads(message[4:4 + n])
+    parts, at = [], 4 + n
+    for head in header["parts"]:
+        parts.append((head, message[at:at + head["bytes"]]))
+        at += head["bytes"]
+    return header, parts
 
 
 def _jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -140,25 +160,24 @@ def _jpeg(image: np.ndarray, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def camera_message(frame: np.ndarray | None, box: tuple[int, int] = CAMERA_BOX) -> bytes:
+def camera_part(frame: np.ndarray | None, box: tuple[int, int] = CAMERA_BOX) -> Part:
     """The camera frame as a JPEG, shrunk to fit `box` if larger (the page never shows it
     bigger); None: no fresh frame (the page says so)."""
     if frame is None:
-        return binary({"kind": "camera", "width": 0, "height": 0}, b"")
+        return _part({"kind": "camera", "width": 0, "height": 0}, b"")
     h, w = frame.shape[:2]
     scale = min(1.0, box[0] / w, box[1] / h)
     if scale < 1.0:
         frame = cv2.resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return binary({"kind": "camera", "width": frame.shape[1], "height": frame.shape[0]},
-                  _jpeg(frame, JPEG_QUALITY))
+    return _part({"kind": "camera", "width": frame.shape[1], "height": frame.shape[0]}, _jpeg(frame, JPEG_QUALITY))
 
 
-def segments_message(thumbnails: list[tuple[str, np.ndarray]]) -> bytes:
+def segments_part(thumbnails: list[tuple[str, np.ndarray]]) -> Part:
     """Every modality's sampled tiles ((N, h, w, 3) BGR each) in one JPEG: a row per
     modality, the N tiles side by side; the header gives each row's name and each tile's
-    [x, y, w, h] in the image. No tiles (hidden, or no prediction yet): an empty message."""
+    [x, y, w, h] in the image. No tiles (hidden, or no prediction yet): an empty part."""
     if not thumbnails:
-        return binary({"kind": "segments", "rows": []}, b"")
+        return _part({"kind": "segments", "rows": []}, b"")
     width = max(len(tiles) * (tiles.shape[2] + _TILE_GAP) - _TILE_GAP for _, tiles in thumbnails)
     height = sum(tiles.shape[1] for _, tiles in thumbnails) + _TILE_GAP * (len(thumbnails) - 1)
     sheet = np.zeros((height, width, 3), np.uint8)
@@ -172,4 +191,4 @@ def segments_message(thumbnails: list[tuple[str, np.ndarray]]) -> bytes:
             rects.append([x, y, tw, th])
         rows.append({"name": name, "tiles": rects})
         y += th + _TILE_GAP
-    return binary({"kind": "segments", "rows": rows}, _jpeg(sheet, SEGMENTS_JPEG_QUALITY))
+    return _part({"kind": "segments", "rows": rows}, _jpeg(sheet, SEGMENTS_JPEG_QUALITY))

@@ -3,10 +3,11 @@
 The page (web/live.html, one static file shipped with the package: no build step, no
 CDN) shows what the window shows -- camera with the smoothed label, top-3 bars, the
 sampled segments, 5 s traces, stream status, per-stage latency -- and draws it itself,
-in canvas and DOM, from the messages app.webmessages makes: the view's state as JSON
-every frame, the traces' new samples, the camera image as a JPEG when it is a new one
-(at the view's slots), the segments' tiles when a prediction changed them. The page's buttons and keys send the window's keys back (p,
-s, t; in `record` the labelling keys), which the live loop reads like the window's.
+in canvas and DOM, from one message per frame (app.webmessages): the view's state as
+JSON, the traces' new samples, the camera image as a JPEG when it is a new one (at the
+view's slots), the segments' tiles when a prediction changed them. The page's buttons
+and keys send the window's keys back (p, s, t; in `record` the labelling keys), which
+the live loop reads like the window's.
 
 Why aiohttp: one well-kept package gives both HTTP and WebSocket servers on asyncio,
 and it runs as a guest on a loop it does not own (AppRunner + SockSite), so it shares
@@ -14,14 +15,14 @@ the DeviceHub's loop thread with the devices instead of adding a thread and a lo
 its own (starlette + uvicorn is three packages, and uvicorn expects to own the loop
 and the process's signals).
 
-Cost and slow viewers: messages are made only while a viewer is connected, once
+Cost and slow viewers: a frame's pieces are made only while a viewer is connected, once
 whatever the number of viewers, in the live loop's thread (where the window's view is
-drawn); the loop thread only queues bytes. Each viewer has a queue of one per kind of
-message (the newest state, camera image or segments replaces one not yet sent), so a
-viewer on a slow link misses frames and never holds up the others, the devices or the
-hops, and still gets the newest of each kind. The traces' new samples are kept for it in
-order, as text already made, up to 50 frames; past that, and when it first connects, it
-is sent the traces' whole window instead.
+drawn); the loop thread only joins them into one message per viewer and queues it.
+Each viewer keeps one of each piece not yet sent (the newest state, camera image or
+segments replaces an older one), so a viewer on a slow link misses frames and never
+holds up the others, the devices or the hops, and still gets the newest of each kind.
+The traces' new samples are kept for it in order, as text already made, up to 50
+frames; past that, and when it first connects, it is sent the traces' whole window.
 
 Safe by default: no listener unless asked; 127.0.0.1 unless a host is given. A
 non-loopback host needs a token (`--token`, else a random one printed in the URL) to
@@ -48,7 +49,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .display import Trace, ViewError, ViewState
-from .webmessages import camera_message, page_state, segments_message, trace_json, traces_message
+from .webmessages import Part, camera_part, frame_message, page_state, segments_part, trace_json, traces_json
 
 PAGE = Path(__file__).with_name("web") / "live.html"
 LIVE_KEYS = {"p": "pause", "s": "smoothing", "t": "thumbnails"}  # the window's keys the page offers
@@ -96,45 +97,53 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-_SEND_ORDER = ("segments", "camera", "traces", "state")  # what the state that follows shows comes first
 _MAX_TRACE_CHUNKS = 50  # a viewer this many frames behind gets the whole 5 s again instead of the chunks
 
 
 class _Viewer:
-    """One connected page: a queue of one per kind of message (the newest wins) and the
-    task that sends them."""
+    """One connected page: one of each piece of a frame not yet sent (the newest wins),
+    and the task that sends them, joined, as one message."""
 
     def __init__(self, ws, transport, full_traces: Callable[[], str]) -> None:
         self.ws, self.transport = ws, transport
-        self.pending: dict[str, str | bytes] = {}
+        self.pending: dict[str, str | Part] = {}
         # the traces' new samples are not replaced but kept in order (each frame's chunk
         # holds only that frame's samples); a viewer that falls too far behind, or has
         # just come, is sent the whole window instead (`full_traces`)
         self.trace_chunks: list[str] = []
         self.full_traces, self.resync = full_traces, True
         self.ready = asyncio.Event()
-        self.sent = 0  # state messages (frames) sent
-        self.dropped = 0  # state messages replaced before they could be sent (a slow viewer)
+        self.sent = 0  # frames with a state sent
+        self.dropped = 0  # states replaced before they could be sent (a slow viewer)
 
-    def offer(self, messages: Mapping[str, str | bytes]) -> None:
-        self.dropped += "state" in messages and "state" in self.pending
-        chunk = messages.get("traces")
+    def offer(self, pieces: Mapping[str, str | Part]) -> None:
+        self.dropped += "state" in pieces and "state" in self.pending
+        chunk = pieces.get("traces")
         if chunk is not None and not self.resync:
             self.trace_chunks.append(chunk)
             if len(self.trace_chunks) > _MAX_TRACE_CHUNKS:
                 self.trace_chunks, self.resync = [], True
-        self.pending.update((k, m) for k, m in messages.items() if k != "traces")
+        self.pending.update((k, m) for k, m in pieces.items() if k != "traces")
         self.ready.set()
 
     def _traces(self) -> str | None:
-        """The traces message due now: the whole window, the chunks come since, or none."""
+        """The traces due now: the whole window, the chunks come since, or none."""
         if self.resync:
             self.trace_chunks, self.resync = [], False
             return self.full_traces()
         if not self.trace_chunks:
             return None
         chunks, self.trace_chunks = self.trace_chunks, []
-        return traces_message(chunks, full=False)
+        return traces_json(chunks, full=False)
+
+    def _message(self) -> bytes | None:
+        """Everything pending, as one frame message (None: nothing is)."""
+        parts = [self.pending.pop(kind) for kind in ("segments", "camera") if kind in self.pending]
+        state, traces = self.pending.pop("state", None), self._traces()
+        if state is None and traces is None and not parts:
+            return None
+        self.sent += state is not None
+        return frame_message(state, traces, parts)
 
     async def close(self) -> None:
         """Tell the page the run ended; a viewer too stalled to hear it is cut off."""
@@ -148,13 +157,9 @@ class _Viewer:
         while True:
             await self.ready.wait()
             self.ready.clear()
-            for kind in _SEND_ORDER:
-                message = self._traces() if kind == "traces" else self.pending.pop(kind, None)
-                if message is None:
-                    continue
-                # awaits the socket draining: only this viewer waits
-                await (self.ws.send_str(message) if isinstance(message, str) else self.ws.send_bytes(message))
-                self.sent += kind == "state"
+            message = self._message()
+            if message is not None:
+                await self.ws.send_bytes(message)  # awaits the socket draining: only this viewer waits
 
 
 class WebView:
@@ -174,9 +179,10 @@ class WebView:
         self._sock = bind(host, port)
         self.port = self._sock.getsockname()[1]
         self._viewers: set[_Viewer] = set()
-        self._latest: dict[str, str | bytes] = {}  # the newest message of each kind: a new viewer starts with them
+        self._latest: dict[str, str | Part] = {}  # the newest piece of each kind: a new viewer starts with them
         self._pressed: deque[str] = deque(maxlen=32)
-        # what the last messages were made from: a camera frame, segments or traces that are
+        self._key_sent = threading.Event()  # set when a page sends a key: wakes the live loop (`wait_key`)
+        # what the last pieces were made from: a camera frame, segments or traces that are
         # the same objects (a paused view, a stalled camera, no new prediction) are not made again
         self._sent_frame: object = _NOTHING
         self._sent_thumbnails: object = _NOTHING
@@ -226,23 +232,22 @@ class WebView:
         False leaves the camera image out of this frame (one between the view's slots)."""
         if self._loop is None:
             return
-        messages: dict[str, str | bytes] = {}
+        pieces: dict[str, str | Part] = {}
         if camera and state.frame is not self._sent_frame:
-            messages["camera"] = camera_message(state.frame)
+            pieces["camera"] = camera_part(state.frame)
             self._sent_frame = state.frame
-        thumbnails = state.thumbnails or None  # hidden or none yet: one empty message, not one per frame
+        thumbnails = state.thumbnails or None  # hidden or none yet: one empty part, not one per frame
         if thumbnails is not self._sent_thumbnails:
-            messages["segments"] = segments_message(state.thumbnails)
+            pieces["segments"] = segments_part(state.thumbnails)
             self._sent_thumbnails = thumbnails
         if state.traces is not self._traces:  # (a paused view keeps its traces: nothing new)
             chunk = [trace_json(tr, self._trace_end.get(tr.name)) for tr in state.traces]
             self._trace_end.update((tr.name, float(tr.t[-1])) for tr in state.traces if len(tr.t))
             self._traces = state.traces
-            messages["traces"] = json.dumps(chunk, separators=(",", ":"))
+            pieces["traces"] = json.dumps(chunk, separators=(",", ":"))
         self._seq += 1
-        messages["state"] = json.dumps({"type": "state", "seq": self._seq, "made": made, **page_state(state)},
-                                       separators=(",", ":"))
-        self._loop.call_soon_threadsafe(self._offer, messages)
+        pieces["state"] = json.dumps({"seq": self._seq, "made": made, **page_state(state)}, separators=(",", ":"))
+        self._loop.call_soon_threadsafe(self._offer, pieces)
 
     def stats(self) -> list[dict[str, int]]:
         """Per connected viewer: frames sent and frames dropped (replaced before they were sent)."""
@@ -254,6 +259,11 @@ class WebView:
             return self._pressed.popleft()
         except IndexError:
             return ""
+
+    def wait_key(self, timeout: float) -> None:
+        """Return after `timeout` seconds, or as soon as a page sends a key (for `key()`)."""
+        if self._key_sent.wait(timeout):
+            self._key_sent.clear()
 
     def close(self) -> None:
         """Stop serving (viewers are told the run ended) and release the port; idempotent."""
@@ -274,16 +284,16 @@ class WebView:
         self._sock.close()
 
     # -- the server's side (on the loop) -------------------------------------------------
-    def _offer(self, messages: dict[str, str | bytes]) -> None:
-        self._latest.update((k, m) for k, m in messages.items() if k != "traces")
+    def _offer(self, pieces: dict[str, str | Part]) -> None:
+        self._latest.update((k, m) for k, m in pieces.items() if k != "traces")
         for viewer in self._viewers:
-            viewer.offer(messages)
+            viewer.offer(pieces)
 
     def _full_traces(self) -> str:
         """Every trace's whole window, as published last (for one viewer: made on the loop
         thread, only when a viewer comes or falls too far behind)."""
         traces = self._traces  # one read: the live loop's thread may replace it meanwhile
-        return traces_message([json.dumps([trace_json(tr) for tr in traces], separators=(",", ":"))], full=True)
+        return traces_json([json.dumps([trace_json(tr) for tr in traces], separators=(",", ":"))], full=True)
 
     def _refuse(self, request, control: bool = False) -> str | None:
         """Why this request may not see (or drive) the view, or None."""
@@ -349,6 +359,7 @@ class WebView:
         if self.token is not None and not _same(str(msg.get("token", "")), self.token):
             return "this action needs the token"
         self._pressed.append(key)
+        self._key_sent.set()
         return None
 
 

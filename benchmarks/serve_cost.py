@@ -16,8 +16,8 @@ by playwright (`executable_path`, no browser download):
   (the page's `edgehar:frame` event, Date.now() in the browser: same machine, same clock).
 - per frame, both ways, in this process (`frame_costs`; with the simulated 160x120 camera
   and with its frames scaled to a 640x480 camera's): what the page is sent now
-  (`WebView.publish`: state JSON with the traces, the camera JPEG when new, the
-  segments when a prediction changed them) against the window's whole 1280x720 view
+  (`WebView.publish`: state JSON, the traces' new samples, the camera JPEG when new,
+  the segments when a prediction changed them) against the window's whole 1280x720 view
   drawn and JPEG-encoded (what `--serve` sent before), on the same states of a
   simulated run, interleaved frame by frame: a ratio that load beside it weighs on alike.
 
@@ -119,7 +119,7 @@ def frame_costs(frames: int = 400, fps: float = 10.0, camera_size: tuple[int, in
     from edgehar.app.display import ViewState, render_view
     from edgehar.app.liveview import thumbnails, traces
     from edgehar.app.ringbuffer import SensorRing
-    from edgehar.app.webmessages import JPEG_QUALITY, camera_message, segments_message
+    from edgehar.app.webmessages import JPEG_QUALITY, camera_part, segments_part
     from edgehar.app.webview import WebView
     from edgehar.benchmarks.mqtt_publish import SHIPPED_LITERT
     from edgehar.contract.manifest import Manifest
@@ -176,8 +176,8 @@ def frame_costs(frames: int = 400, fps: float = 10.0, camera_size: tuple[int, in
                     web.publish(state, made=time.time())
                 (old if way == 0 else new).append(time.thread_time() - t0)
         view_jpeg = cv2.imencode(".jpg", render_view(state), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1]
-        sizes = {"state_json": len(web._latest["state"]), "camera_jpeg": len(camera_message(state.frame)),
-                 "segments_jpeg": len(segments_message(state.thumbnails)), "whole_view_jpeg": len(view_jpeg)}
+        sizes = {"state_json": len(web._latest["state"]), "camera_jpeg": len(camera_part(state.frame)[1]),
+                 "segments_jpeg": len(segments_part(state.thumbnails)[1]), "whole_view_jpeg": len(view_jpeg)}
     finally:
         web.close()
     old_ms, new_ms = 1e3 * np.median(old), 1e3 * np.median(new)

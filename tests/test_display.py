@@ -85,6 +85,15 @@ def test_series_thumbnail_draws_each_channel_at_its_value():
     assert np.all(tile[8:40] == PANEL)
 
 
+def test_gaf_thumbnail_colours_as_opencvs_viridis():
+    """The lookup table (no OpenCV thread pool behind it) gives applyColorMap's pixels."""
+    images = np.random.default_rng(0).uniform(-1, 1, (12, 32, 32))
+    tile = gaf_thumbnail(images)
+    u8 = np.clip((images[0] + 1.0) * 127.5, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(tile[:32, :32], cv2.applyColorMap(u8, cv2.COLORMAP_VIRIDIS))
+    assert tile.shape[:2] == (100, 134) and (tile[:32, 32:34] == PANEL).all()  # a pool-sized tile; its gaps in the panel colour
+
+
 def test_thumbnails_toggle_and_traces():
     shown = render_view(_state())
     hidden = render_view(_state(show_thumbnails=False))

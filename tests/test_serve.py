@@ -1,6 +1,7 @@
 """The web view's server (`--serve`) without a browser: its address rules, who may see and
 drive the view (token, Origin, Host), what the page is sent (state with the traces every
-frame, the camera only when new, the segments only when a prediction changed them), a
+frame, the camera only when new, the segments only when a prediction changed them; one
+message per frame), a
 slow viewer that must not slow anything, and the CLI's one-line errors.
 tests/test_serve_browser.py drives the page in Chromium. Every socket here is on loopback."""
 
@@ -14,13 +15,14 @@ import json
 import os
 import socket
 import threading
+import time
 
 import cv2
 import numpy as np
 import pytest
 
 from edgehar.app.display import ViewError, ViewState
-from edgehar.app.webmessages import CAMERA_BOX, TRACE_POINTS, decimate, split_binary, trace_samples
+from edgehar.app.webmessages import CAMERA_BOX, TRACE_POINTS, decimate, frame_message, split_frame, trace_samples
 from edgehar.app.webview import WebView, bind, is_loopback, page_token
 from edgehar.argtypes import host_port
 from waiting import wait_for
@@ -114,12 +116,16 @@ async def _connect(web, query="", origin="same", actions=(), frames=1, errors=0)
             while len(states) < frames or len(replies) < errors:
                 msg = await ws.receive(timeout=10)
                 if msg.type == aiohttp.WSMsgType.BINARY:
-                    header, jpeg = split_binary(msg.data)
-                    assert header["kind"] in ("camera", "segments") and (jpeg[:2] == b"\xff\xd8" or not jpeg)
+                    header, parts = split_frame(msg.data)
+                    assert header["type"] == "frame"
+                    for head, jpeg in parts:
+                        assert head["kind"] in ("camera", "segments") and (jpeg[:2] == b"\xff\xd8" or not jpeg)
+                    if header["state"] is not None:
+                        states.append(header["state"])
                     continue
                 data = json.loads(msg.data)
-                if data["type"] != "traces":
-                    (replies if data["type"] == "error" else states).append(data)
+                assert data["type"] == "error", data
+                replies.append(data)
             return hello, replies, states
 
 
@@ -154,10 +160,25 @@ def test_loopback_view_checks_host_and_origin_and_takes_keys(serve):
     finally:
         stop.set()
     assert hello["keys"] == {"p": "pause", "s": "smoothing", "t": "thumbnails"} and not hello["token_required"]
-    assert states[0]["type"] == "state" and states[0]["seq"] >= 1 and states[0]["now"] >= 0
+    assert states[0]["seq"] >= 1 and states[0]["now"] >= 0
     assert [r["error"] for r in replies] == ["key 'x' is not one of p, s, t", 'expected {"key": ...}, got \'{"nokey": 1}\'']
     assert web.key() == "p" and web.key() == ""
     assert _run(_connect(web, origin=None, frames=0))[0]["type"] == "hello"  # a script sends no Origin: allowed
+
+
+def test_a_page_key_wakes_the_live_loop(serve):
+    """The live loop sleeps through a whole view frame or hop (`LiveView.sleep`); a key
+    from a page ends the sleep at once instead of waiting for it to run out."""
+    web = serve()
+    started = time.monotonic()
+    web.wait_key(0.05)
+    assert time.monotonic() - started >= 0.05  # no key: the whole timeout
+    pressed = threading.Timer(0.2, lambda: _run(_connect(web, actions=[{"key": "t"}], frames=0)))
+    pressed.start()
+    started = time.monotonic()
+    web.wait_key(30.0)
+    assert time.monotonic() - started < 10.0 and web.key() == "t"
+    pressed.join()
 
 
 def test_a_token_guards_the_page_the_socket_and_the_keys(serve):
@@ -177,10 +198,10 @@ def test_a_token_guards_the_page_the_socket_and_the_keys(serve):
 
 
 async def _watch(web, steps, traces=None):
-    """Connect, then for each (state, made[, camera]) publish it and read until its state message
-    arrives: returns per step the binaries ([(header, jpeg)]) and the state that came;
-    traces messages go to the list `traces`. Each step waits for its state, so no message
-    is replaced before it is sent."""
+    """Connect, then for each (state, made[, camera]) publish it and read its frame message:
+    returns per step the frame's image parts ([(header, jpeg)]) and its state; each frame's
+    traces go to the list `traces`. Each step waits for its frame, so nothing is replaced
+    before it is sent."""
     import aiohttp
 
     out = []
@@ -189,18 +210,12 @@ async def _watch(web, steps, traces=None):
             assert json.loads((await ws.receive(timeout=10)).data)["type"] == "hello"
             for state, made, *camera in steps:
                 web.publish(state, made=made, camera=camera[0] if camera else True)
-                binaries = []
-                while True:
-                    msg = await ws.receive(timeout=10)
-                    if msg.type == aiohttp.WSMsgType.BINARY:
-                        binaries.append(split_binary(msg.data))
-                        continue
-                    data = json.loads(msg.data)
-                    if data["type"] == "traces" and traces is not None:
-                        traces.append(data)
-                    elif data["type"] == "state":
-                        out.append((binaries, data))
-                        break
+                msg = await ws.receive(timeout=10)
+                assert msg.type == aiohttp.WSMsgType.BINARY
+                header, parts = split_frame(msg.data)
+                if header["traces"] is not None and traces is not None:
+                    traces.append(header["traces"])
+                out.append((parts, header["state"]))
     return out
 
 
@@ -211,8 +226,8 @@ def _tiles(n, h, w, value):
 def test_images_are_sent_only_when_they_change(serve):
     """The camera goes when the frame is a new one (shrunk to the page's camera box, never
     enlarged) and the frame is a slot of the view's rate, the segments when a new
-    prediction brought new tiles (not per frame), one empty segments message when they
-    are hidden; the state goes every frame."""
+    prediction brought new tiles (not per frame), one empty segments part when they are
+    hidden; the state goes every frame; all of a frame in one message."""
     web = serve()
     big = np.zeros((720, 1280, 3), np.uint8)
     small = np.zeros((120, 160, 3), np.uint8)
@@ -227,7 +242,7 @@ def test_images_are_sent_only_when_they_change(serve):
     steps.append((ViewState(frame=None, thumbnails=[], show_thumbnails=False, now=0.4), 2.0))  # stale camera, hidden
     steps.append((ViewState(frame=None, thumbnails=[], show_thumbnails=False, now=0.5), 2.0))
     got = _run(_watch(web, steps))
-    kinds = [[h["kind"] for h, _ in binaries] for binaries, _ in got]
+    kinds = [[h["kind"] for h, _ in parts] for parts, _ in got]
     assert kinds == [["segments", "camera"], [], ["segments"], ["camera"], ["segments", "camera"], []]
     assert [state["seq"] for _, state in got] == [1, 2, 3, 4, 5, 6]
     assert [state["made"] for _, state in got] == [1.0, 1.0, 2.0, 2.0, 2.0, 2.0]
@@ -244,7 +259,7 @@ def test_images_are_sent_only_when_they_change(serve):
         for (x, y, w, h), tile in zip(row["tiles"], tiles):
             assert (w, h) == tile.shape[1::-1]
             assert np.abs(sheet[y:y + h, x:x + w].astype(int) - tile).mean() < 3  # each tile where the header says
-    assert got[4][0][0][0]["rows"] == [] and got[4][0][1] == ({"kind": "camera", "width": 0, "height": 0}, b"")
+    assert got[4][0][0][0]["rows"] == [] and got[4][0][1] == ({"kind": "camera", "width": 0, "height": 0, "bytes": 0}, b"")
     assert CAMERA_BOX == (640, 480)
 
 
@@ -329,14 +344,27 @@ def test_the_traces_sent_are_the_rings_data(serve):
 def test_a_viewer_far_behind_gets_the_whole_window_again():
     from edgehar.app.webview import _MAX_TRACE_CHUNKS, _Viewer
 
-    viewer = _Viewer(ws=None, transport=None, full_traces=lambda: "whole")
-    assert viewer._traces() == "whole" and viewer._traces() is None  # a new viewer: the whole window, once
-    viewer.offer({"traces": "[1]", "state": "{}"})
-    viewer.offer({"traces": "[2]"})
-    assert viewer._traces() == '{"type":"traces","full":false,"chunks":[[1],[2]]}'
+    viewer = _Viewer(ws=None, transport=None, full_traces=lambda: '"whole"')
+    assert viewer._traces() == '"whole"' and viewer._traces() is None  # a new viewer: the whole window, once
+    viewer.offer({"traces": "[1]", "state": '{"seq":1}'})
+    viewer.offer({"traces": "[2]", "state": '{"seq":2}', "camera": ('{"kind":"camera"}', b"jpeg")})
+    header, parts = split_frame(viewer._message())  # all that is pending, as one message
+    assert header == {"type": "frame", "state": {"seq": 2}, "traces": {"full": False, "chunks": [[1], [2]]},
+                      "parts": [{"kind": "camera", "bytes": 4}]} and parts[0][1] == b"jpeg"
+    assert viewer.dropped == 1 and viewer.sent == 1 and viewer._message() is None
     for _ in range(_MAX_TRACE_CHUNKS + 1):
         viewer.offer({"traces": "[3]"})
-    assert viewer._traces() == "whole" and viewer.trace_chunks == []
+    assert viewer._traces() == '"whole"' and viewer.trace_chunks == []
+
+
+def test_a_frame_message_splits_back_into_its_pieces():
+    parts = [('{"kind":"segments","rows":[]}', b""), ('{"kind":"camera","width":2,"height":1}', b"\xff\xd8ab")]
+    message = frame_message('{"seq":3}', None, parts)
+    assert int.from_bytes(message[:4], "big") == len(message) - 4 - 4  # the header, then the parts' 4 bytes
+    header, got = split_frame(message)
+    assert header["state"] == {"seq": 3} and header["traces"] is None
+    assert got == [({"kind": "segments", "rows": [], "bytes": 0}, b""),
+                   ({"kind": "camera", "width": 2, "height": 1, "bytes": 4}, b"\xff\xd8ab")]
 
 
 def test_a_fast_trace_is_decimated_to_the_plot_width_keeping_its_spikes():
@@ -421,9 +449,10 @@ def test_a_stalled_viewer_does_not_slow_the_hops(tmp_path):
                 async with session.ws_connect(f"http://127.0.0.1:{port}/ws") as ws:
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.BINARY:
-                            got[split_binary(msg.data)[0]["kind"]] += 1
-                        else:
-                            got["states"] += json.loads(msg.data)["type"] == "state"
+                            header, parts = split_frame(msg.data)
+                            got["states"] += header["state"] is not None
+                            for head, _ in parts:
+                                got[head["kind"]] += 1
 
         asyncio.run(watch())
 
