@@ -19,9 +19,11 @@ settings defined next to each family (`components` of its config class), trained
 every modality fused, each over several seeds: mean ± std of test accuracy and macro-F1,
 and training time.
 
-`jobs > 1` trains that many models (or, with `--components`, runs) at once (a spawned
-process pool; for the modality table each job is one model's whole ablation, loading
-the data itself): the runs are independent,
+Under torchrun (`torchrun --nproc-per-node N -m edgehar evaluate ...`) every run is
+trained by all the ranks together (`train` is distributed data parallel) and rank 0
+writes the tables. `jobs > 1` trains that many models (or, with `--components`, runs)
+at once instead (a spawned process pool; for the modality table each job is one model's
+whole ablation, loading the data itself): the runs are independent,
 so this needs no distributed training, only cores. Each job gets its share of the
 cores, so its `train s` reads longer than the same run alone.
 """
@@ -43,6 +45,7 @@ from typing import Any
 
 from ..contract.manifest import Manifest
 from .datasets import load_data
+from .distributed import Workers
 from .registry import list_models, model_config_class
 from .settings import apply_settings
 from .train import TrainConfig, train, train_ablation
@@ -56,7 +59,7 @@ def evaluate_models(cfg: TrainConfig, models: tuple[str, ...] = (), progress: bo
     """Train and evaluate each model (fused + each single modality), `jobs` models at a
     time; write the table to `cfg.out`. `settings` (`--set` items) apply to every model."""
     models = models or tuple(m for m in DEFAULT_MODELS if m in list_models())
-    data = load_data(cfg.data, frame_resize=Manifest.frame_resize, progress=progress)  # generates `sim` once, here
+    data = _load(cfg.data, progress)
     started = time.perf_counter()
     cfgs = [apply_settings(replace(cfg, model=name, out=str(Path(cfg.out) / name)), settings) for name in models]
     if jobs > 1:
@@ -88,7 +91,7 @@ def evaluate_components(cfg: TrainConfig, models: tuple[str, ...] = (), seeds: i
     where it stopped. `jobs > 1` trains that many runs at once in spawned processes, each
     loading the data once and taking its share of the cores."""
     models = models or tuple(m for m in DEFAULT_MODELS if m in list_models())
-    data = load_data(cfg.data, frame_resize=Manifest.frame_resize, progress=progress)
+    data = _load(cfg.data, progress)
     started = time.perf_counter()
     table = [(name, component, items) for name in models
              for component, items in model_config_class(name).components.items()]
@@ -124,12 +127,18 @@ def _train_once(cfg: TrainConfig, data, progress: bool) -> dict[str, Any]:
     (its `run.json`: every TrainConfig field but the output folder and the threads, which do
     not change what is trained)."""
     recipe = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k not in ("out", "threads")}))
-    out = Path(cfg.out)
-    with contextlib.suppress(OSError, ValueError):
-        if json.loads((out / "run.json").read_text()) == recipe:
-            return json.loads((out / "metrics.json").read_text())
+    out, workers = Path(cfg.out), Workers.from_env()
+    done = None
+    if workers.is_main:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads((out / "run.json").read_text()) == recipe:
+                done = json.loads((out / "metrics.json").read_text())
+    done = workers.from_main(done)  # under torchrun rank 0 decides: every rank trains the run, or none
+    if done is not None:
+        return done
     metrics = train(cfg, data=data, progress=progress)
-    (out / "run.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    if workers.is_main:
+        (out / "run.json").write_text(json.dumps(recipe, indent=2) + "\n")
     return metrics
 
 
@@ -156,7 +165,17 @@ def _spread(values: list[float]) -> dict[str, float]:
             "values": values}
 
 
+def _load(source: str, progress: bool):
+    """The data set, once per run of the command; under torchrun rank 0 loads (and, for
+    `sim`, generates the cache) before the others read it."""
+    workers = Workers.from_env()
+    with workers.main_first():
+        return load_data(source, frame_resize=Manifest.frame_resize, progress=progress and workers.is_main)
+
+
 def _write(out: Path, payload: dict[str, Any], md: str) -> None:
+    if not Workers.from_env().is_main:  # under torchrun every rank has the same rows; rank 0 writes them
+        return
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(json.dumps(payload, indent=2) + "\n")
     (out / "evaluation.md").write_text(md)

@@ -90,3 +90,31 @@ def test_nproc_launch_trains_two_workers_and_rank_0_alone_writes(sessions, tmp_p
     metrics = launch(_train_logging_writes, (cfg, str(log)), nproc=2)
     assert log.read_text() == "0\n"  # one bundle, written by rank 0
     assert metrics["accuracy"] == _assert_bundle_predicts(tmp_path / "run", sessions)["accuracy"]
+
+
+def test_torchrun_evaluate_trains_each_run_on_both_ranks_and_rank_0_writes(sessions, tmp_path) -> None:
+    """`torchrun -m edgehar evaluate --components`: the ranks train every run together (one
+    bundle each, rank 0's), rank 0 alone prints and writes the table; run again, it
+    trains nothing (rank 0 reads each run's recipe and tells the others); `--jobs` refused."""
+    out = tmp_path / "components"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr", "127.0.0.1",
+           "--nproc-per-node", "2", "-m", "edgehar", "evaluate", "--components", "--data", str(sessions),
+           "--models", "nonlocal_fusion_tiny", "--seeds", "1", "--epochs", "1", "--windows-per-bout", "1",
+           "--threads", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("### nonlocal_fusion_tiny") == 1, proc.stdout  # rank 0 alone prints the table
+    rows = json.loads((out / "evaluation.json").read_text())["rows"]
+    assert len(rows) == 4 and all(len(r["accuracy"]["values"]) == 1 for r in rows)
+    bundles = sorted(out.glob("nonlocal_fusion_tiny/*/seed-0/bundle/manifest.json"))
+    assert len(bundles) == 4
+    written = [b.stat().st_mtime_ns for b in bundles]
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, stdin=subprocess.DEVNULL)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [b.stat().st_mtime_ns for b in bundles] == written  # nothing trained again
+    assert json.loads((out / "evaluation.json").read_text())["rows"] == rows
+    refused = subprocess.run(cmd + ["--jobs", "2"], capture_output=True, text=True, env=env, timeout=600,
+                             stdin=subprocess.DEVNULL)
+    # each rank says why in one line (torchrun then adds its own report of the failed workers)
+    assert refused.returncode != 0 and refused.stderr.startswith("edgehar evaluate: error: --jobs 2 under torchrun")
