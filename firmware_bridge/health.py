@@ -89,6 +89,7 @@ class HealthTracker:
     last_error: str = ""
     _down_since: float | None = None
     _rate: deque = field(default_factory=lambda: deque(maxlen=4096))  # (host t of block's last sample, n)
+    _rate_n: int = 0  # the samples of the blocks in _rate (kept as they come and go: a read costs O(1))
     _base: dict = field(default_factory=dict)  # decoder counters of finished connections
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -111,11 +112,14 @@ class HealthTracker:
         with self._lock:
             self.samples += n
             self.last_sample_t = t_last
+            if len(self._rate) == self._rate.maxlen:
+                self._rate_n -= self._rate.popleft()[1]
             self._rate.append((t_last, n))
-            # Blocks older than the rate's window are dropped as they age out, so a read
-            # (every view frame) walks seconds of blocks, not the deque's whole bound.
+            self._rate_n += n
+            # Blocks older than the rate's window are dropped as they age out, and their
+            # samples kept summed, so a read (every view frame) walks no blocks at all.
             while self._rate[0][0] < t_last - RATE_WINDOW_S:
-                self._rate.popleft()
+                self._rate_n -= self._rate.popleft()[1]
 
     def decoder_counters(self, counters: dict[str, int], finished: bool = False) -> None:
         """Current decoder's counters; `finished` folds them into the totals (a connection ended)."""
@@ -134,15 +138,15 @@ class HealthTracker:
 
     # -- reads (any thread) ---------------------------------------------------------------
     def rate_hz(self) -> float | None:
-        """Measured sample rate over the last RATE_WINDOW_S of sample time."""
+        """Measured sample rate over the last RATE_WINDOW_S of sample time: the samples
+        after the window's first block over the time from it to the last."""
         with self._lock:
             if len(self._rate) < 2:
                 return None
-            t_end = self._rate[-1][0]
-            items = [(t, n) for t, n in self._rate if t >= t_end - RATE_WINDOW_S]
-            if len(items) < 2 or items[-1][0] <= items[0][0]:
+            (t_first, n_first), (t_last, _) = self._rate[0], self._rate[-1]
+            if t_last <= t_first:
                 return None
-            return sum(n for _, n in items[1:]) / (items[-1][0] - items[0][0])
+            return (self._rate_n - n_first) / (t_last - t_first)
 
     def snapshot(self, now: float | None = None) -> StreamHealth:
         """The health now; an outage in progress counts up to `now`."""

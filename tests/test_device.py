@@ -319,4 +319,13 @@ def test_the_measured_rate_keeps_only_its_window_of_blocks():
     for i in range(3000):  # 60 s of 10-sample blocks at 500 Hz
         h.add_samples(i * 0.02, 10)
     assert h.rate_hz() == pytest.approx(500.0)
-    assert len(h._rate) == round(RATE_WINDOW_S / 0.02) + 1
+    assert len(h._rate) == round(RATE_WINDOW_S / 0.02) + 1 and h._rate_n == sum(n for _, n in h._rate)
+    for i in range(3000, 3100):  # the rate drops to 250 Hz: 5-sample blocks; after 2 s, a mix over the 5 s
+        h.add_samples(i * 0.02, 5)
+    # the 5 s window: 151 blocks of 10 and 100 of 5, the first block's samples not counted
+    assert len(h._rate) == 251 and h.rate_hz() == pytest.approx((150 * 10 + 100 * 5) / 5.0)
+    tiny = HealthTracker("glove", "sim://glove")  # more blocks in the window than the bound: the oldest go
+    for i in range(5000):
+        tiny.add_samples(i * 0.0005, 1)
+    assert len(tiny._rate) == tiny._rate.maxlen and tiny._rate_n == tiny._rate.maxlen
+    assert tiny.rate_hz() == pytest.approx(2000.0)
