@@ -100,9 +100,9 @@ def test_thumbnails_toggle_and_traces():
     thumbs = (730, 290, 1270, 520)
     assert np.abs(shown[290:520, 730:1270].astype(int) - hidden[290:520, 730:1270]).sum() > 100000
     assert _share(hidden, display.PANEL, thumbs) > 0.9
-    trace_box = (20, 560, 620, 640)
+    x0, y0, x1, y1 = (20, 560, 620, 640)  # the traces' box
     flat = render_view(_state(traces=[]))
-    assert np.abs(shown[560:640, 20:620].astype(int) - flat[560:640, 20:620]).sum() > 10000
+    assert np.abs(shown[y0:y1, x0:x1].astype(int) - flat[y0:y1, x0:x1]).sum() > 10000
 
 
 def test_recording_panel_shows_the_protocol():
