@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from edgehar.models import create_model, model_config_class
-from edgehar.models.evaluate import _folder, evaluate_components
+from edgehar.models.evaluate import _folder, _train_once, evaluate_components
 from edgehar.models.recurrent import GRU, LSTM
 from edgehar.models.settings import DATA_KEYS, PIPELINE_KEYS, parse_settings
 from edgehar.models.train import LossContext, TrainConfig
@@ -265,6 +265,6 @@ def test_evaluate_components_in_processes_resumes(sessions, tmp_path: Path) -> N
     assert [r["accuracy"] for r in again[1:]] == [r["accuracy"] for r in rows[1:]]
     assert (first / "bundle" / "manifest.json").stat().st_mtime_ns == bundle_written
 
-    retrained = evaluate_components(replace(cfg, lr=1e-3), models=(name,), seeds=1, progress=False)
-    assert retrained[0]["accuracy"]["values"] != [0.123]
-    assert json.loads((first / "run.json").read_text())["lr"] == 1e-3
+    run_cfg = TrainConfig(**{**json.loads((first / "run.json").read_text()), "out": str(first)})
+    retrained = _train_once(replace(run_cfg, lr=1e-3), None, progress=False)  # a changed recipe trains again
+    assert retrained["accuracy"] != 0.123 and json.loads((first / "run.json").read_text())["lr"] == 1e-3

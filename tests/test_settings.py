@@ -4,6 +4,7 @@ errors, and a `--set` bundle that the manifest alone rebuilds."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,10 @@ def test_cli_bad_setting_is_one_line_before_any_training(tmp_path: Path) -> None
     _one_line(_cli("evaluate", "--components", "--models", "cam", "--set", "mar=sideways", "--out", str(tmp_path / "c")),
               "mar takes one of mutual, one_way, none, got 'sideways'")
     _one_line(_cli("evaluate", "--seeds", "2", "--out", str(tmp_path / "s")), "--seeds is for --components")
+    under_torchrun = subprocess.run([sys.executable, "-m", "edgehar.cli", "evaluate", "--components", "--jobs", "2",
+                                     "--out", str(tmp_path / "j")], capture_output=True, text=True, timeout=600,
+                                    env={**os.environ, "WORLD_SIZE": "2"})  # what torchrun sets
+    _one_line(under_torchrun, "--jobs 2 under torchrun: the ranks already train each run together")
     assert not any(tmp_path.iterdir())  # nothing written
 
 
