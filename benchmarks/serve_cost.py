@@ -1,6 +1,6 @@
 """What the browser view (`--serve`) costs: page-to-prediction lag and server CPU.
 
-    python benchmarks/serve_cost.py [--viewers 3] [--seconds 20] [--frames 400]
+    python benchmarks/serve_cost.py [--viewers 3] [--seconds 15] [--cycles 3] [--frames 400]
         [--out benchmarks/results/serve_cost.json] [--screenshot docs/serve.png]
 
 Runs `edgehar demo --serve` as a user would (the default bundle: the shipped LiteRT int8, headless,
@@ -8,9 +8,10 @@ the view at its default 10 fps) and watches it from Debian's chromium, headless,
 by playwright (`executable_path`, no browser download):
 
 - server CPU: the demo process's user + system CPU (Linux /proc) over `--seconds` with
-  the port open and nobody watching, then over as long with `--viewers` pages open;
-  what serving costs is the difference, in % of one core. Nothing is drawn for the page
-  while nobody watches, so the first phase costs what a run without `--serve` does.
+  the port open and nobody watching, then over as long with `--viewers` pages open, and
+  again, `--cycles` times; what serving costs is each cycle's difference, in % of one
+  core, and its median over the cycles (`measure`). Nothing is drawn for the page while
+  nobody watches, so those phases cost what a run without `--serve` does.
 - lag: for every prediction, from the moment it was made (the wall clock of the demo,
   sent with the state) to the moment the page has drawn the state that shows it
   (the page's `edgehar:frame` event, Date.now() in the browser: same machine, same clock).
@@ -188,43 +189,55 @@ def frame_costs(frames: int = 400, fps: float = 10.0, camera_size: tuple[int, in
             "ratio_p50": round(old_ms / new_ms, 1), "bytes": sizes}
 
 
-def measure(viewers: int, seconds: float, screenshot: Path | None) -> dict:
+def measure(viewers: int, seconds: float, screenshot: Path | None, cycles: int = 3) -> dict:
+    """`cycles` times: `seconds` with nobody watching, then `seconds` with `viewers` pages
+    open (closed again after). Serving's cost is each cycle's watched minus nobody-watching
+    CPU, and the median over cycles: the demo's own load drifts as its simulated person
+    moves from activity to activity, and two phases measured once each, one after the
+    other, differed by several points from one run to the next."""
     from playwright.sync_api import sync_playwright
 
-    proc, url, _ = start_served_demo("--seconds", str(3 * seconds + 60))
+    proc, url, _ = start_served_demo("--seconds", str(cycles * (2 * seconds + 30) + 60))
+    phases, rates, lags_ms = [], [], []
     try:
         time.sleep(4.0)  # the first window fills; the process settles
-        idle = _cpu_share(proc.pid, seconds)
         with sync_playwright() as pw:
             browser = launch_chromium(pw)
             try:
-                context = browser.new_context(viewport={"width": 1300, "height": 1000})
-                context.add_init_script(PAGE_PROBE)
-                pages = [context.new_page() for _ in range(viewers)]
-                for page in pages:
-                    page.goto(url)
-                for page in pages:
-                    page.wait_for_function("window.__frames >= 5", timeout=60_000)
-                    page.evaluate("window.__lags = []")
-                count = "[window.__frames, window.__camera]"
-                counts0 = [page.evaluate(count) for page in pages]
-                t0 = time.monotonic()
-                served = _cpu_share(proc.pid, seconds)
-                elapsed = time.monotonic() - t0
-                rates = [[(b - a) / elapsed for a, b in zip(c0, page.evaluate(count))] for page, c0 in zip(pages, counts0)]
-                lags_ms = [1e3 * lag for page in pages for lag in page.evaluate("window.__lags")]
-                if screenshot is not None:
-                    pages[0].screenshot(path=str(screenshot), full_page=True)
+                for cycle in range(cycles):
+                    idle = _cpu_share(proc.pid, seconds)
+                    context = browser.new_context(viewport={"width": 1300, "height": 1000})
+                    context.add_init_script(PAGE_PROBE)
+                    pages = [context.new_page() for _ in range(viewers)]
+                    for page in pages:
+                        page.goto(url)
+                    for page in pages:
+                        page.wait_for_function("window.__frames >= 5", timeout=60_000)
+                        page.evaluate("window.__lags = []")
+                    count = "[window.__frames, window.__camera]"
+                    counts0 = [page.evaluate(count) for page in pages]
+                    t0 = time.monotonic()
+                    served = _cpu_share(proc.pid, seconds)
+                    elapsed = time.monotonic() - t0
+                    rates += [[(b - a) / elapsed for a, b in zip(c0, page.evaluate(count))]
+                              for page, c0 in zip(pages, counts0)]
+                    lags_ms += [1e3 * lag for page in pages for lag in page.evaluate("window.__lags")]
+                    phases.append({"nobody_watching": round(idle, 1), "watched": round(served, 1),
+                                   "serving": round(served - idle, 1)})
+                    if screenshot is not None and cycle == 0:
+                        pages[0].screenshot(path=str(screenshot), full_page=True)
+                    context.close()  # the pages go: the next cycle's first phase has nobody watching
             finally:
                 browser.close()
     finally:
         stop_demo(proc)
     return {
-        "viewers": viewers, "seconds": seconds, "view_fps": 10.0,
-        "cpu_pct_one_core": {"nobody_watching": round(idle, 1), "watched": round(served, 1),
-                             "serving": round(served - idle, 1)},
-        "frames_per_s_per_viewer": [round(f, 1) for f, _ in rates],  # states drawn: view slots + predictions
-        "camera_images_per_s_per_viewer": [round(c, 1) for _, c in rates],
+        "viewers": viewers, "seconds": seconds, "cycles": cycles, "view_fps": 10.0,
+        "cpu_pct_one_core": {k: round(float(np.median([p[k] for p in phases])), 1)
+                             for k in ("nobody_watching", "watched", "serving")},  # medians over the cycles
+        "cycles_cpu_pct_one_core": phases,
+        "frames_per_s_per_viewer": round(float(np.mean([f for f, _ in rates])), 1),  # states drawn: view slots + predictions
+        "camera_images_per_s_per_viewer": round(float(np.mean([c for _, c in rates])), 1),
         "lag_ms": {"n": len(lags_ms), "p50": _pct(lags_ms, 50), "p90": _pct(lags_ms, 90), "p99": _pct(lags_ms, 99),
                    "max": round(max(lags_ms), 1) if lags_ms else None},
     }
@@ -233,12 +246,13 @@ def measure(viewers: int, seconds: float, screenshot: Path | None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--viewers", type=int, default=3, help="pages watching at once (default 3)")
-    p.add_argument("--seconds", type=float, default=20.0, help="length of each CPU phase (default 20)")
+    p.add_argument("--seconds", type=float, default=15.0, help="length of each CPU phase (default 15)")
+    p.add_argument("--cycles", type=int, default=3, help="nobody-watching / watched phase pairs (default 3)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--screenshot", type=Path, help="also write the first page as a PNG (docs/serve.png)")
     p.add_argument("--frames", type=int, default=400, help="view frames timed both ways in this process (default 400)")
     args = p.parse_args(argv)
-    result = measure(args.viewers, args.seconds, args.screenshot)
+    result = measure(args.viewers, args.seconds, args.screenshot, args.cycles)
     result["per_frame"] = [frame_costs(args.frames), frame_costs(args.frames, camera_size=(640, 480))]
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
