@@ -46,6 +46,7 @@ from typing import Any
 from ..contract.manifest import Manifest
 from .datasets import load_data
 from .distributed import Workers
+from .labelled import LabelledData
 from .registry import list_models, model_config_class
 from .settings import apply_settings
 from .train import TrainConfig, train, train_ablation
@@ -95,8 +96,8 @@ def evaluate_components(cfg: TrainConfig, models: tuple[str, ...] = (), seeds: i
     started = time.perf_counter()
     table = [(name, component, items) for name in models
              for component, items in model_config_class(name).components.items()]
-    runs = [apply_settings(replace(cfg, model=name, seed=seed, out=str(Path(cfg.out) / name / _folder(component) / f"seed-{seed}")),
-                           settings + items)
+    runs = [apply_settings(replace(cfg, model=name, seed=seed,
+                                   out=str(Path(cfg.out, name, _folder(component), f"seed-{seed}"))), settings + items)
             for name, component, items in table for seed in range(cfg.seed, cfg.seed + seeds)]
     if jobs > 1:
         threads = cfg.threads or max(1, (os.cpu_count() or 1) // jobs)
@@ -122,7 +123,7 @@ def evaluate_components(cfg: TrainConfig, models: tuple[str, ...] = (), seeds: i
     return rows
 
 
-def _train_once(cfg: TrainConfig, data, progress: bool) -> dict[str, Any]:
+def _train_once(cfg: TrainConfig, data: LabelledData | None, progress: bool) -> dict[str, Any]:
     """`train(cfg)`, unless `cfg.out` already holds the metrics of a run of this very recipe
     (its `run.json`: every TrainConfig field but the output folder and the threads, which do
     not change what is trained)."""
@@ -142,7 +143,7 @@ def _train_once(cfg: TrainConfig, data, progress: bool) -> dict[str, Any]:
     return metrics
 
 
-_worker_data = None  # a pool process's copy of the data (`_load_worker_data`)
+_worker_data: LabelledData | None = None  # a pool process's copy of the data (`_load_worker_data`)
 
 
 def _load_worker_data(source: str) -> None:
@@ -165,7 +166,7 @@ def _spread(values: list[float]) -> dict[str, float]:
             "values": values}
 
 
-def _load(source: str, progress: bool):
+def _load(source: str, progress: bool) -> LabelledData:
     """The data set, once per run of the command; under torchrun rank 0 loads (and, for
     `sim`, generates the cache) before the others read it."""
     workers = Workers.from_env()
