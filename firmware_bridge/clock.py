@@ -148,13 +148,16 @@ class ClockMapper:
         z = float(t_host) - float(t_device)
         b = int(np.floor(x / self.bin_s))
         bins = self._bins
+        changed = True  # the fit is a function of the bins alone: refitted only when they change
         if bins and bins[-1][0] == b:
-            if z < bins[-1][2]:
+            changed = z < bins[-1][2]
+            if changed:
                 bins[-1][1], bins[-1][2] = x, z
         elif bins and b < bins[-1][0]:  # out of order (rare): insert in place
             for entry in bins:
                 if entry[0] == b:
-                    if z < entry[2]:
+                    changed = z < entry[2]
+                    if changed:
                         entry[1], entry[2] = x, z
                     break
             else:
@@ -166,7 +169,11 @@ class ClockMapper:
         while self._bins and self._bins[0][1] < last_x - self.horizon_s:
             self._bins.popleft()
         self.points += 1
-        self._dirty = True
+        # Most blocks land in their bin above its lowest point and change nothing; refitting
+        # on every block (up to 120 bins, a hull per supporting point) cost ~0.5 ms a block
+        # once the horizon filled: 5 % of a core for one stream of 100 blocks a second
+        # (benchmarks/clock_cost.py).
+        self._dirty = self._dirty or changed
 
     def reset(self) -> None:
         """Forget every point (a different device, or its clock restarted); keeps the last drift as prior."""

@@ -173,3 +173,23 @@ def test_any_arrival_pattern_keeps_the_mapping_sane(drift_ppm, speed, jitter_s, 
         assert 0.95 * 0.05 < step < 1.05 * 0.05
         if mapper.ready:
             assert abs(mapper.drift_ppm) <= 1000.0
+
+
+def test_refitting_only_when_the_bins_change_maps_every_block_the_same():
+    """The fit is redone only when a block changes the bins; it maps every block as
+    refitting on every block did (benchmarks/clock_cost.py times the two), here with
+    out-of-order blocks, a device clock jump and a restart after it too."""
+    from edgehar.benchmarks.clock_cost import RefitEveryBlock, measure, synthetic_stream
+
+    t_device, t_host = synthetic_stream(40.0, seed=3)
+    t_device = t_device.copy()
+    t_device[1500:1503] = t_device[1500:1503][::-1]  # three blocks out of order
+    t_device[2500:] += 3.0  # the device clock jumps 3 s ahead: a restart of the fit
+    ours, theirs = ClockMapper(), RefitEveryBlock()
+    for td, th in zip(t_device, t_host):
+        ours.add(td, th)
+        theirs.add(td, th)
+        assert ours.to_host(td) == theirs.to_host(td)
+    assert ours.restarts == theirs.restarts == 1 and ours.fit() == theirs.fit()
+    result = measure(20.0)  # the benchmark's own pieces
+    assert result["same_mapping"] and len(result["ms_per_block_each_10s"]["refit on change"]) == 2
