@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgehar.argtypes import positive_int
 from edgehar.benchmarks.live_path import cpu_seconds
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "serve_cost.json"
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--viewers", type=int, default=3, help="pages watching at once (default 3)")
     p.add_argument("--seconds", type=float, default=15.0, help="length of each CPU phase (default 15)")
-    p.add_argument("--cycles", type=int, default=3, help="nobody-watching / watched phase pairs (default 3)")
+    p.add_argument("--cycles", type=positive_int, default=3, help="nobody-watching / watched phase pairs (default 3)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--screenshot", type=Path, help="also write the first page as a PNG (docs/serve.png)")
     p.add_argument("--frames", type=int, default=400, help="view frames timed both ways in this process (default 400)")

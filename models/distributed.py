@@ -50,7 +50,7 @@ class Workers:
     @classmethod
     def from_env(cls) -> Workers:
         """The torchrun / elastic-launch environment, joined once; one process when absent."""
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        if not launched():
             return cls()
         if not dist.is_initialized():
             # nccl needs one GPU per process; gloo runs anywhere (and on loopback for tests)
@@ -129,6 +129,11 @@ class Workers:
         yield
         if self.distributed and self.is_main:
             dist.barrier()
+
+
+def launched() -> bool:
+    """True in one of several workers torchrun (or `launch`) started: WORLD_SIZE > 1."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 class WorkerError(EdgeharError):

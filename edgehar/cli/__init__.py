@@ -530,7 +530,7 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from ..models.distributed import Workers
+    from ..models.distributed import Workers, launched
     from ..models.evaluate import DEFAULT_MODELS, evaluate_components, evaluate_models
     from ..models.registry import ModelNotFoundError, list_models
     from ..models.train import TrainConfig
@@ -544,8 +544,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         _with_settings(args, replace(cfg, model=name))
     if args.seeds is not None and not args.components:
         raise EdgeharError("--seeds is for --components (the modality table trains each run once)")
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed and args.jobs > 1:
+    if launched() and args.jobs > 1:
         raise EdgeharError(f"--jobs {args.jobs} under torchrun: the ranks already train each run together; "
                            "use one or the other")
     if args.components:
